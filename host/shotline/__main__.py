@@ -1,0 +1,5 @@
+import sys
+
+from shotline.cli import main
+
+sys.exit(main())

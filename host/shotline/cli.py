@@ -1,0 +1,82 @@
+"""The ``shotline`` command line: a table of subcommands.
+
+Each subcommand lives in ``shotline.commands.<module>`` and provides
+``add_arguments(parser)`` and ``run(args) -> int``.  Modules are imported only
+when their command runs, so ``shotline --help`` stays fast.
+
+Data goes to stdout (one JSON object per line with ``--json``), diagnostics to
+stderr.  Exit codes: 0 success, 1 the command ran but reports failure (a FAIL
+in a bench test, bad input lines that were skipped), 2 usage or input error,
+130 interrupted.
+"""
+import argparse
+import importlib
+import json
+import sys
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# (name, module under shotline.commands, one-line help)
+COMMANDS = (
+)
+
+
+class CommandError(Exception):
+    """An error the user can fix; printed without a traceback, exit code 2."""
+
+
+def emit(obj, as_json, text=None, stream=None):
+    """Print one record: a JSON line with ``--json``, otherwise ``text`` (or the JSON)."""
+    stream = stream or sys.stdout
+    if as_json or text is None:
+        stream.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+    else:
+        stream.write(text + "\n")
+    stream.flush()
+
+
+def warn(message):
+    """A diagnostic for a person: to stderr."""
+    sys.stderr.write(f"shotline: {message}\n")
+    sys.stderr.flush()
+
+
+def build_parser():
+    from shotline import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="shotline", description="Open acoustic gunshot detection and location."
+    )
+    parser.add_argument("--version", action="version", version=f"shotline {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # First pass finds the command; its module then adds its own arguments.
+    args, _ = parser.parse_known_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(f"shotline.commands.{args._module}")
+    subparser = parser._subparsers._group_actions[0].choices[args.command]
+    module.add_arguments(subparser)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except CommandError as exc:
+        warn(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        warn("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK

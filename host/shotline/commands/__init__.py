@@ -1,0 +1,1 @@
+"""Command-line handlers, one module per ``shotline`` subcommand (see ``shotline.cli``)."""
