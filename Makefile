@@ -23,7 +23,7 @@ $(STAMP_PY): setup.py pyproject.toml $(NATIVE_SRC)
 	touch $@
 
 $(STAMP_NODE): package.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --no-package-lock --loglevel=error
 	touch $@
 
 # The Cortex-M0+ cross compiler comes from Debian (gcc-arm-none-eabi).
