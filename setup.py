@@ -5,7 +5,7 @@ pure-logic package ``shotline_fw`` (``firmware/shotline_fw``) is installed too,
 because its modules (wire protocol, configuration defaults, detector
 configuration) are the single source of truth both sides read.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="shotline",
@@ -14,12 +14,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     package_dir={"shotline": "host/shotline", "shotline_fw": "firmware/shotline_fw"},
-    packages=[
-        "shotline",
-        "shotline.commands",
-        "shotline.datasets",
-        "shotline_fw",
-    ],
+    packages=find_packages("host") + ["shotline_fw"],
     package_data={"shotline": ["data/*"]},
     install_requires=[
         "numpy>=1.24",
