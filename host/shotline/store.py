@@ -1,0 +1,403 @@
+"""The Shotline store: one SQLite file holding sensors, triggers, heartbeats,
+events and snippets.
+
+- WAL journal, ``synchronous=FULL``: a committed transaction is on disk, so the
+  collector acknowledges a trigger to its board only after the commit returns.
+- One writer.  ``Store`` serialises its own writes with a lock; other
+  processes may read at any time (WAL readers never block the writer).
+- Triggers are unique by ``(sensor_id, seq)``: a board replaying a trigger it
+  was never acknowledged for does not create a second row.
+- The schema is the ordered list ``MIGRATIONS``; ``PRAGMA user_version`` holds
+  how many have been applied.  To extend the schema, APPEND a ``(title, sql)``
+  entry; never edit or reorder an entry that has shipped.  See docs/store.md.
+
+Times are POSIX seconds (UTC, float64); positions WGS84 degrees and metres.
+
+>>> s = Store(":memory:")
+>>> s.insert_trigger({"sensor_id": "A", "seq": 1, "onset_utc_s": 1.5})[1]
+True
+>>> s.insert_trigger({"sensor_id": "A", "seq": 1, "onset_utc_s": 1.5})[1]
+False
+"""
+import json
+import math
+import sqlite3
+import threading
+import time
+
+# (title, SQL).  Append only: entry i brings the schema to version i + 1.
+MIGRATIONS = [
+    ("sensors, triggers, heartbeats, events, snippets", """
+CREATE TABLE sensors (
+    sensor_id      TEXT PRIMARY KEY,
+    serial_number  TEXT,
+    firmware       TEXT,
+    protocol       INTEGER,
+    config_digest  TEXT,
+    lat_deg        REAL,
+    lon_deg        REAL,
+    alt_m          REAL,
+    port           TEXT,
+    first_seen_utc_s REAL NOT NULL,
+    last_seen_utc_s  REAL NOT NULL
+);
+CREATE TABLE triggers (
+    id             INTEGER PRIMARY KEY,
+    sensor_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    onset_utc_s    REAL NOT NULL,
+    time_quality   TEXT,
+    holdover       INTEGER,
+    lat_deg        REAL,
+    lon_deg        REAL,
+    alt_m          REAL,
+    snr_db         REAL,
+    peak_dbfs      REAL,
+    features       TEXT NOT NULL DEFAULT '{}',
+    received_utc_s REAL NOT NULL,
+    stored_utc_s   REAL NOT NULL,
+    event_id       INTEGER REFERENCES events(id),
+    UNIQUE (sensor_id, seq)
+);
+CREATE INDEX triggers_onset ON triggers (onset_utc_s);
+CREATE TABLE heartbeats (
+    id             INTEGER PRIMARY KEY,
+    sensor_id      TEXT NOT NULL,
+    received_utc_s REAL NOT NULL,
+    payload        TEXT NOT NULL
+);
+CREATE INDEX heartbeats_sensor ON heartbeats (sensor_id, received_utc_s);
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY,
+    t_emit_utc_s   REAL NOT NULL,
+    lat_deg        REAL,
+    lon_deg        REAL,
+    alt_m          REAL,
+    status         TEXT,
+    n_sensors      INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    created_utc_s  REAL NOT NULL
+);
+CREATE INDEX events_time ON events (t_emit_utc_s);
+CREATE TABLE snippets (
+    id             INTEGER PRIMARY KEY,
+    sensor_id      TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    start_utc_s    REAL NOT NULL,
+    sample_rate_hz INTEGER NOT NULL,
+    n_samples      INTEGER NOT NULL,
+    path           TEXT NOT NULL,
+    sha256         TEXT NOT NULL,
+    requested_by   TEXT,
+    fetched_utc_s  REAL NOT NULL,
+    UNIQUE (sensor_id, seq)
+);
+"""),
+]
+
+# Trigger keys with their own column; every other key goes to ``features``.
+_TRIGGER_COLUMNS = ("time_quality", "holdover", "lat_deg", "lon_deg", "alt_m",
+                    "snr_db", "peak_dbfs")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or a record is malformed."""
+
+
+def _json(obj):
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False,
+                      default=_json_default)
+
+
+def _json_default(obj):
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).hex()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(value, name):
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        raise StoreError(f"{name} is not finite: {value!r}")
+    return value
+
+
+def _row(cursor, row):
+    return {d[0]: v for d, v in zip(cursor.description, row)}
+
+
+class Store:
+    """A Shotline SQLite file (``path``, or ``":memory:"``), migrated on open.
+
+    ``readonly=True`` opens an existing file without migrating or writing.
+    """
+
+    def __init__(self, path, *, readonly=False, timeout_s=30.0):
+        self.path = str(path)
+        self._lock = threading.RLock()
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=timeout_s,
+                                       isolation_level=None, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(self.path, timeout=timeout_s,
+                                       isolation_level=None, check_same_thread=False)
+        self._db.row_factory = _row
+        try:
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if not readonly:
+                self.migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a usable Shotline store ({exc})") from exc
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            self._db.close()
+            raise StoreError(f"{self.path}: schema version {version} is newer than this "
+                             f"shotline ({len(MIGRATIONS)}); upgrade shotline")
+
+    # -- schema -----------------------------------------------------------
+    @property
+    def schema_version(self):
+        return self._db.execute("PRAGMA user_version").fetchone()["user_version"]
+
+    def migrate(self):
+        """Apply every migration not yet applied, each in its own transaction."""
+        with self._lock:
+            for version, (title, sql) in enumerate(MIGRATIONS, start=1):
+                if self.schema_version >= version:
+                    continue
+                # One script: BEGIN .. COMMIT makes the step and its version atomic.
+                try:
+                    self._db.executescript(
+                        f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={version};\nCOMMIT;")
+                except sqlite3.DatabaseError as exc:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise StoreError(f"migration {version} ({title}) failed: {exc}") from exc
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def transaction(self):
+        """Context manager: one durable transaction (commits on exit)."""
+        return _Transaction(self)
+
+    # -- writes -----------------------------------------------------------
+    def upsert_sensor(self, sensor_id, *, seen_utc_s=None, serial_number=None, firmware=None,
+                      protocol=None, config_digest=None, position_llh=None, port=None):
+        """Record a sensor (from its hello); fields left ``None`` keep their stored value."""
+        seen = time.time() if seen_utc_s is None else float(seen_utc_s)
+        lat, lon, alt = position_llh if position_llh is not None else (None, None, None)
+        with self._lock:
+            self._db.execute(
+                """INSERT INTO sensors (sensor_id, serial_number, firmware, protocol,
+                       config_digest, lat_deg, lon_deg, alt_m, port,
+                       first_seen_utc_s, last_seen_utc_s)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (sensor_id) DO UPDATE SET
+                     serial_number=coalesce(excluded.serial_number, serial_number),
+                     firmware=coalesce(excluded.firmware, firmware),
+                     protocol=coalesce(excluded.protocol, protocol),
+                     config_digest=coalesce(excluded.config_digest, config_digest),
+                     lat_deg=coalesce(excluded.lat_deg, lat_deg),
+                     lon_deg=coalesce(excluded.lon_deg, lon_deg),
+                     alt_m=coalesce(excluded.alt_m, alt_m),
+                     port=coalesce(excluded.port, port),
+                     last_seen_utc_s=max(excluded.last_seen_utc_s, last_seen_utc_s)""",
+                (str(sensor_id), serial_number, firmware, protocol, config_digest,
+                 _finite(lat, "lat_deg"), _finite(lon, "lon_deg"), _finite(alt, "alt_m"),
+                 port, seen, seen))
+
+    def insert_trigger(self, trigger, *, received_utc_s=None):
+        """Store one trigger dict; returns ``(row_id, inserted)``.
+
+        ``trigger`` needs ``sensor_id``, ``seq`` and ``onset_utc_s``; the keys in
+        ``_TRIGGER_COLUMNS`` get their own columns, any other key (the detector
+        features) is kept in the ``features`` JSON.  A trigger already stored
+        for ``(sensor_id, seq)`` is not stored again: ``inserted`` is False and
+        ``row_id`` is the existing row.
+        """
+        return self.insert_triggers([trigger], received_utc_s=received_utc_s)[0]
+
+    def insert_triggers(self, triggers, *, received_utc_s=None):
+        """Store many triggers in ONE durable transaction (group commit).
+
+        Returns ``[(row_id, inserted), ...]`` in input order.  Raises
+        ``StoreError`` (storing none of them) if any trigger is malformed.
+        """
+        now = time.time()
+        rows = [self._trigger_row(t, now if received_utc_s is None else received_utc_s, now)
+                for t in triggers]
+        out = []
+        with self.transaction() as db:
+            for row in rows:
+                cur = db.execute(
+                    """INSERT INTO triggers (sensor_id, seq, onset_utc_s, time_quality,
+                           holdover, lat_deg, lon_deg, alt_m, snr_db, peak_dbfs, features,
+                           received_utc_s, stored_utc_s)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT (sensor_id, seq) DO NOTHING""", row)
+                if cur.rowcount == 1:
+                    out.append((cur.lastrowid, True))
+                else:
+                    existing = db.execute(
+                        "SELECT id FROM triggers WHERE sensor_id=? AND seq=?",
+                        (row[0], row[1])).fetchone()
+                    out.append((existing["id"], False))
+        return out
+
+    @staticmethod
+    def _trigger_row(trigger, received_utc_s, stored_utc_s):
+        try:
+            sensor_id = str(trigger["sensor_id"])
+            seq = int(trigger["seq"])
+            onset = _finite(trigger["onset_utc_s"], "onset_utc_s")
+        except KeyError as exc:
+            raise StoreError(f"trigger lacks {exc.args[0]!r}: {trigger!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"malformed trigger {trigger!r}: {exc}") from None
+        if onset is None:
+            raise StoreError(f"trigger has no onset time: {trigger!r}")
+        features = {k: v for k, v in trigger.items()
+                    if k not in _TRIGGER_COLUMNS and k not in ("sensor_id", "seq", "onset_utc_s")}
+        quality = trigger.get("time_quality")
+        holdover = trigger.get("holdover")
+        return (sensor_id, seq, onset,
+                None if quality is None else str(quality),
+                None if holdover is None else int(bool(holdover)),
+                _finite(trigger.get("lat_deg"), "lat_deg"),
+                _finite(trigger.get("lon_deg"), "lon_deg"),
+                _finite(trigger.get("alt_m"), "alt_m"),
+                _finite(trigger.get("snr_db"), "snr_db"),
+                _finite(trigger.get("peak_dbfs"), "peak_dbfs"),
+                _json(features), float(received_utc_s), float(stored_utc_s))
+
+    def insert_heartbeat(self, sensor_id, payload, *, received_utc_s=None):
+        """Store one heartbeat (its full payload as JSON); returns the row id."""
+        t = time.time() if received_utc_s is None else float(received_utc_s)
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO heartbeats (sensor_id, received_utc_s, payload) VALUES (?,?,?)",
+                (str(sensor_id), t, _json(payload)))
+            return cur.lastrowid
+
+    def insert_event(self, event, trigger_ids=(), *, created_utc_s=None):
+        """Store a located event (a dict, e.g. ``Event.to_dict()``) and link its triggers.
+
+        ``event`` needs ``t_emit_utc_s`` (or ``time_utc_s``); ``position_llh``
+        ``[lat, lon, alt]``, ``status`` and ``sensors`` are used when present.
+        Returns the event id.
+        """
+        t_emit = event.get("t_emit_utc_s", event.get("time_utc_s"))
+        if t_emit is None:
+            raise StoreError(f"event has no emission time: {event!r}")
+        lat, lon, alt = event.get("position_llh") or (None, None, None)
+        n_sensors = event.get("n_sensors")
+        if n_sensors is None:
+            n_sensors = len(event.get("sensors") or trigger_ids)
+        created = time.time() if created_utc_s is None else float(created_utc_s)
+        with self.transaction() as db:
+            cur = db.execute(
+                """INSERT INTO events (t_emit_utc_s, lat_deg, lon_deg, alt_m, status,
+                       n_sensors, payload, created_utc_s) VALUES (?,?,?,?,?,?,?,?)""",
+                (_finite(t_emit, "t_emit_utc_s"), _finite(lat, "lat_deg"),
+                 _finite(lon, "lon_deg"), _finite(alt, "alt_m"), event.get("status"),
+                 int(n_sensors), _json(event), created))
+            event_id = cur.lastrowid
+            db.executemany("UPDATE triggers SET event_id=? WHERE id=?",
+                           [(event_id, int(i)) for i in trigger_ids])
+        return event_id
+
+    def insert_snippet(self, sensor_id, seq, *, start_utc_s, sample_rate_hz, n_samples, path,
+                       sha256, requested_by=None, fetched_utc_s=None):
+        """Record an audio snippet fetched for trigger ``(sensor_id, seq)``; returns its id."""
+        t = time.time() if fetched_utc_s is None else float(fetched_utc_s)
+        with self._lock:
+            cur = self._db.execute(
+                """INSERT INTO snippets (sensor_id, seq, start_utc_s, sample_rate_hz, n_samples,
+                       path, sha256, requested_by, fetched_utc_s) VALUES (?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (sensor_id, seq) DO UPDATE SET start_utc_s=excluded.start_utc_s,
+                     sample_rate_hz=excluded.sample_rate_hz, n_samples=excluded.n_samples,
+                     path=excluded.path, sha256=excluded.sha256,
+                     requested_by=excluded.requested_by, fetched_utc_s=excluded.fetched_utc_s""",
+                (str(sensor_id), int(seq), float(start_utc_s), int(sample_rate_hz),
+                 int(n_samples), str(path), str(sha256), requested_by, t))
+            return cur.lastrowid
+
+    # -- reads ------------------------------------------------------------
+    def query(self, sql, params=()):
+        """Rows of a read-only query as dicts."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def sensors(self):
+        return self.query("SELECT * FROM sensors ORDER BY sensor_id")
+
+    def triggers(self, *, sensor_id=None, since_utc_s=None):
+        """Stored triggers (oldest onset first), ``features`` decoded and merged in."""
+        sql, params = "SELECT * FROM triggers WHERE 1", []
+        if sensor_id is not None:
+            sql += " AND sensor_id=?"
+            params.append(str(sensor_id))
+        if since_utc_s is not None:
+            sql += " AND onset_utc_s>=?"
+            params.append(float(since_utc_s))
+        rows = self.query(sql + " ORDER BY onset_utc_s, sensor_id, seq", params)
+        for row in rows:
+            row.update(json.loads(row.pop("features")))
+        return rows
+
+    def heartbeats(self, *, sensor_id=None):
+        sql, params = "SELECT * FROM heartbeats", ()
+        if sensor_id is not None:
+            sql, params = sql + " WHERE sensor_id=?", (str(sensor_id),)
+        rows = self.query(sql + " ORDER BY id", params)
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def events(self):
+        rows = self.query("SELECT * FROM events ORDER BY t_emit_utc_s, id")
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def counts(self):
+        """Rows per table: ``{"sensors": n, "triggers": n, ...}``."""
+        return {t: self.query(f"SELECT count(*) AS n FROM {t}")[0]["n"]
+                for t in ("sensors", "triggers", "heartbeats", "events", "snippets")}
+
+
+class _Transaction:
+    def __init__(self, store):
+        self.store = store
+
+    def __enter__(self):
+        self.store._lock.acquire()
+        try:
+            self.store._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.store._lock.release()
+            raise
+        return self.store._db
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._lock.release()
