@@ -6,9 +6,9 @@ pymap3d's (``geodetic2enu`` / ``enu2geodetic``), not hand-written geodesy.
 
 >>> frame = LocalFrame(40.44, -79.99, 250.0)
 >>> enu = frame.to_enu([40.44, -79.98, 250.0])
->>> [round(v, 1) for v in enu]
-[847.9, 0.1, -0.1]
->>> [round(v, 6) for v in frame.to_llh(enu)]
+>>> enu.round(1).tolist()
+[848.5, 0.0, -0.1]
+>>> frame.to_llh(enu).round(6).tolist()
 [40.44, -79.98, 250.0]
 """
 from dataclasses import dataclass
