@@ -1,0 +1,143 @@
+/*
+ * impulse.h - streaming fixed-point impulse (gunshot muzzle-blast) detector.
+ *
+ * Portable C99, integer arithmetic only, no division, no malloc, no static
+ * state: the caller owns the state struct and the output array.  The same
+ * code runs on the host (cffi, shotline._impulse) and on the RP2040
+ * (Cortex-M0+: no FPU, no divider) as a MicroPython native module.
+ *
+ * The configuration is computed outside the C (firmware/shotline_fw/
+ * detconfig.py, one source of truth) and passed in as the flat list of
+ * int32 fields of impulse_config_t, in declaration order.
+ *
+ * Pipeline per sample x (int16):
+ *   1. high-pass: two cascaded one-pole sections (DC and rumble removal) -> y
+ *   2. envelope |y| (Q16); STA and LTA exponential averages (shift time constants)
+ *   3. trigger when STA > ratio * LTA and STA > floor, after warm-up, armed,
+ *      and outside the hold-off of the previous trigger
+ *   4. onset pick, post_n samples after the trigger, on the pre-trigger ring:
+ *      AIC change point of y^2, refined to the zero crossing at the start of
+ *      the pulse with a sub-sample (Q16) fraction
+ *   5. features accumulated over measure_n samples from the onset, then the
+ *      trigger is emitted.  Conversion to dB / seconds is done by the binding.
+ */
+#ifndef IMPULSE_H
+#define IMPULSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- sizes ------------------------------------------------------------- */
+
+/* Pre-trigger history of filtered samples (power of two). */
+#define IMPULSE_RING_LOG2 9
+#define IMPULSE_RING_N (1 << IMPULSE_RING_LOG2)
+#define IMPULSE_RING_MASK (IMPULSE_RING_N - 1)
+
+/* Number of int32 fields in impulse_config_t (for bindings that pack it). */
+#define IMPULSE_CONFIG_FIELDS 16
+
+/* Q formats used in the config and triggers. */
+#define IMPULSE_COEF_SHIFT 14 /* filter coefficients: Q14 */
+#define IMPULSE_ENV_SHIFT 16  /* envelope (mean |y|) values: Q16 of one LSB */
+
+/* Return codes (negative = error). */
+#define IMPULSE_OK 0
+#define IMPULSE_EINVAL (-1)
+
+/* ---- configuration (all int32, this exact order) ----------------------- */
+
+typedef struct {
+    int32_t hp_pole_q14;   /* one-pole high-pass pole exp(-2 pi fc / fs), Q14; applied twice */
+    int32_t sta_shift;     /* STA time constant = 2^sta_shift samples */
+    int32_t lta_shift;     /* LTA time constant = 2^lta_shift samples */
+    int32_t ratio_q8;      /* trigger when STA * 256 > LTA * ratio_q8 */
+    int32_t floor_q16;     /* and STA > floor_q16 (mean |y| in Q16) */
+    int32_t holdoff_n;     /* no new trigger for holdoff_n samples after a trigger */
+    int32_t warmup_n;      /* no trigger during the first warmup_n samples */
+    int32_t lookback_n;    /* onset searched in [trigger - lookback_n, trigger + post_n) */
+    int32_t post_n;        /* samples after the trigger seen by the onset pick */
+    int32_t measure_n;     /* features measured over measure_n samples from the onset */
+    int32_t zc_max_n;      /* zero crossing searched at most zc_max_n samples before the rise */
+    int32_t band_lp1_q14;  /* band crossover one-pole low-pass coefficients, Q14: */
+    int32_t band_lp2_q14;  /*   low = lp1, mid = lp2 - lp1, high = lp3 - lp2 */
+    int32_t band_lp3_q14;
+    int32_t width_q8;      /* width: STA above width_q8/256 of its peak */
+    int32_t decay_q8;      /* decay: from STA peak until STA < decay_q8/256 of peak */
+} impulse_config_t;
+
+/* ---- trigger (integers only; never audio) ------------------------------ */
+
+typedef struct {
+    int64_t onset_sample;     /* sample index of the onset (integer part) */
+    int64_t trigger_sample;   /* sample index where STA/LTA crossed the ratio */
+    int64_t peak_sample;      /* sample index of max |y| */
+    uint64_t band_energy[3];  /* sum of squares of low/mid/high band over measure_n */
+    int32_t onset_frac_q16;   /* sub-sample fraction of the onset, 0..65535 */
+    int32_t peak_abs;         /* max |y| (filtered), 0..32767 */
+    int32_t noise_q16;        /* LTA at the trigger: mean |y| of the background, Q16 */
+    int32_t sta_peak_q16;     /* max STA over the measure window, Q16 */
+    int32_t sta_trigger_q16;  /* STA at the trigger sample, Q16 */
+    int32_t width_n;          /* samples with STA >= width_q8/256 * sta_peak */
+    int32_t decay_n;          /* samples from STA peak until STA < decay_q8/256 * sta_peak */
+    int32_t measure_n;        /* samples the band energies were summed over */
+    int32_t clipped;          /* 1 if any input |x| >= 32767 in the measure window */
+} impulse_trigger_t;
+
+/* ---- state (caller-owned; treat as opaque) ----------------------------- */
+
+typedef struct {
+    impulse_config_t cfg;
+    int64_t n;                  /* samples processed so far (index of next sample) */
+    int64_t last_trigger;       /* trigger sample of the last trigger, or a large negative */
+    int32_t x1, h1, y1;         /* high-pass state (input, stage 1 output, stage 2 output) */
+    int32_t lp[3];              /* band low-pass states, Q4 */
+    int32_t sta, lta;           /* envelopes, Q16 */
+    int32_t phase;              /* 0 idle, 1 picking, 2 measuring */
+    int32_t armed;              /* 1 once STA has been below threshold since the last trigger */
+    int32_t countdown;          /* samples left in the current phase */
+    uint32_t dropped;           /* completed triggers lost because out[] was full */
+    impulse_trigger_t cur;      /* trigger being measured */
+    int16_t ring[IMPULSE_RING_N]; /* recent filtered samples y, index n & IMPULSE_RING_MASK */
+} impulse_state_t;
+
+/* ---- API ---------------------------------------------------------------- */
+
+/* sizeof of the structs, for bindings that allocate them as bytes. */
+size_t impulse_state_size(void);
+size_t impulse_config_size(void);
+size_t impulse_trigger_size(void);
+
+/* Check a configuration; IMPULSE_OK or IMPULSE_EINVAL. */
+int impulse_config_check(const impulse_config_t *cfg);
+
+/* Validate cfg, copy it into state and reset the stream (sample index 0). */
+int impulse_init(impulse_state_t *state, const impulse_config_t *cfg);
+
+/* Restart the stream with the same configuration. */
+void impulse_reset(impulse_state_t *state);
+
+/*
+ * Feed n samples.  Writes at most max_out completed triggers to out and
+ * returns how many.  A trigger is emitted once its measure window is complete
+ * (at most lookback/post/measure samples after the onset), so any split of a
+ * stream into blocks yields the same triggers.  If a block completes more
+ * triggers than max_out, the extra ones are dropped and counted (see
+ * impulse_dropped); at most one trigger completes per hold-off, so
+ * max_out >= n / holdoff_n + 1 never drops.  Returns 0 if an argument is NULL.
+ */
+size_t impulse_process(impulse_state_t *state, const int16_t *samples, size_t n,
+                       impulse_trigger_t *out, size_t max_out);
+
+/* Triggers dropped so far because out was full. */
+uint32_t impulse_dropped(const impulse_state_t *state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IMPULSE_H */
