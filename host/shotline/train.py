@@ -1,0 +1,231 @@
+"""Fit the event classifier and evaluate it with splits that cannot leak.
+
+Training data (``shotline.classify_data`` extracts it):
+
+- real gunshots: ShotSpotter's Pittsburgh 2018 live fire (handguns);
+- real confusers: the files in ``confusers/`` (clap, castanets, thunder, car
+  engine, grouse drumming) -> ``other_impulsive``;
+- simulated events (``shotline.simulate``): muzzle blasts -> ``gunshot``,
+  firecrackers and mortars -> ``firework``, backfire, door slam, jackhammer,
+  pile driver -> ``other_impulsive``.
+
+Every example has a *group*, the unit that is held out whole: a firing
+position, a confuser file, a simulated scene.  ``evaluate`` predicts every
+example with a model fitted without its group (leave-one-group-out across
+real groups, grouped K-fold across simulated scenes), and the calibration
+temperature is itself fitted on out-of-group predictions inside the training
+fold, so no number reported was tuned on what it scores.
+
+The model: scikit-learn ``LogisticRegression`` (multinomial, L2) on the
+design of ``shotline.classify_model`` with class-balanced sample weights,
+then temperature scaling.  Probabilities therefore refer to equal prior odds
+of the classes; the alert threshold is the operator's choice
+(``docs/classification.md``).
+"""
+import datetime as _dt
+import math
+from collections import Counter
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+
+from shotline import classify_features as cf
+from shotline.classify_model import FORMAT, FORMAT_VERSION, checksum, predict_proba, seal
+
+CLASSES = ("gunshot", "firework", "other_impulsive")
+REGULARISATION_C = 0.5
+CALIBRATION_FOLDS = 5
+ECE_BINS = 10
+
+
+def _matrix(examples):
+    X = np.array([[e.features.get(n, math.nan) for n in cf.FEATURE_NAMES] for e in examples],
+                 dtype=float)
+    y = np.array([CLASSES.index(e.label) for e in examples], dtype=int)
+    groups = np.array([e.group for e in examples])
+    return X, y, groups
+
+
+def balanced_weights(y):
+    """Sample weights giving every class present the same total weight."""
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = len(y) / (present.sum() * counts[present])
+    return w[y]
+
+
+def _feature_table(X):
+    table = []
+    for j, (name, needs) in enumerate(cf.FEATURES):
+        col = X[:, j][np.isfinite(X[:, j])]
+        mean = float(col.mean()) if col.size else 0.0
+        scale = float(col.std()) if col.size > 1 and col.std() > 1e-9 else 1.0
+        table.append({"name": name, "mean": round(mean, 9), "scale": round(scale, 9),
+                      "quadratic": name != "n_sensors",
+                      "missing_indicator": bool(needs)})
+    return table
+
+
+def _fit_linear(X, y, table, c=REGULARISATION_C):
+    """Uncalibrated model dict (temperature 1) fitted on X, y."""
+    from shotline.classify_model import design_matrix
+
+    D, _ = design_matrix(table, X)
+    present = np.unique(y)
+    lr = LogisticRegression(C=c, max_iter=5000)
+    lr.fit(D, y, sample_weight=balanced_weights(y))
+    coef = np.zeros((len(CLASSES), D.shape[1]))
+    intercept = np.full(len(CLASSES), -30.0)  # a class absent from training: never predicted
+    if len(present) == 2:  # sklearn returns one row for binary problems
+        coef[present[1]], intercept[present[1]] = lr.coef_[0] / 2, lr.intercept_[0] / 2
+        coef[present[0]], intercept[present[0]] = -lr.coef_[0] / 2, -lr.intercept_[0] / 2
+    else:
+        coef[present], intercept[present] = lr.coef_, lr.intercept_
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(CLASSES),
+            "features": table, "coef": coef.round(9).tolist(),
+            "intercept": intercept.round(9).tolist(), "temperature": 1.0}
+
+
+def _logits(model, X):
+    from shotline.classify_model import design_matrix
+
+    D, _ = design_matrix(model["features"], X)
+    return D @ np.asarray(model["coef"]).T + np.asarray(model["intercept"])
+
+
+def fit_temperature(logits, y, weights):
+    """Temperature T minimising the weighted negative log-likelihood of softmax(logits/T)."""
+    def nll(log_t):
+        z = logits / math.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -float(np.sum(weights * logp[np.arange(len(y)), y]) / np.sum(weights))
+
+    res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(res.x))
+
+
+def _out_of_group_logits(X, y, groups, table, n_folds):
+    n_groups = len(np.unique(groups))
+    out = np.full((len(y), len(CLASSES)), np.nan)
+    for train, test in GroupKFold(n_splits=min(n_folds, n_groups)).split(X, y, groups):
+        if len(np.unique(y[train])) < 2:
+            continue
+        out[test] = _logits(_fit_linear(X[train], y[train], table), X[test])
+    return out
+
+
+def fit(examples, calibration_folds=CALIBRATION_FOLDS, description=None):
+    """Fit and calibrate a model dict (sealed, ready for ``save_model``) from examples."""
+    X, y, groups = _matrix(examples)
+    if len(np.unique(y)) < 2:
+        raise ValueError("training needs examples of at least two classes")
+    table = _feature_table(X)
+    model = _fit_linear(X, y, table)
+    temperature = 1.0
+    if len(np.unique(groups)) >= 2:
+        oof = _out_of_group_logits(X, y, groups, table, calibration_folds)
+        ok = np.all(np.isfinite(oof), axis=1)
+        if ok.sum() >= 10:
+            temperature = fit_temperature(oof[ok], y[ok], balanced_weights(y[ok]))
+    model["temperature"] = round(temperature, 6)
+    counts = Counter(e.label for e in examples)
+    sources = Counter(f"{e.source}/{e.label}" for e in examples)
+    model["training"] = {
+        "n_examples": {c: counts.get(c, 0) for c in CLASSES},
+        "by_source": dict(sorted(sources.items())),
+        "n_groups": int(len(np.unique(groups))),
+        "regularisation_c": REGULARISATION_C,
+        "sample_weights": "class-balanced (probabilities assume equal class priors)",
+        "calibration": f"temperature scaling on {calibration_folds}-fold out-of-group logits",
+        "description": description or "",
+    }
+    model["created_utc"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    model["model_version"] = ""
+    model["model_version"] = f"{model['created_utc'][:10]}-{checksum(model)[:10]}"
+    return seal(model)
+
+
+def out_of_group_predictions(examples, split_groups):
+    """Probabilities for every example from a model fitted without its split group.
+
+    ``split_groups``: per example, the label of the fold that holds it out
+    (e.g. its firing position).  Returns (n, n_classes) probabilities.
+    """
+    split_groups = np.asarray(split_groups)
+    probs = np.full((len(examples), len(CLASSES)), np.nan)
+    for g in np.unique(split_groups):
+        test = np.flatnonzero(split_groups == g)
+        train = [examples[i] for i in np.flatnonzero(split_groups != g)]
+        if len({e.label for e in train}) < 2:
+            continue
+        model = fit(train)
+        X, _, _ = _matrix([examples[i] for i in test])
+        probs[test] = predict_proba(model, X)
+    return probs
+
+
+def split_groups(examples, sim_folds=5):
+    """The held-out unit per example: each real group alone; simulated scenes in K folds."""
+    sim = sorted({e.group for e in examples if e.source == "simulated"})
+    fold_of = {g: f"simulated/fold{i % sim_folds}" for i, g in enumerate(sim)}
+    return [fold_of.get(e.group, e.group) for e in examples]
+
+
+def expected_calibration_error(probs, y, n_bins=ECE_BINS):
+    """Top-label ECE: sum over confidence bins of |accuracy - confidence| x share."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def reliability_curve(p_positive, is_positive, n_bins=ECE_BINS):
+    """[(bin centre, mean predicted, observed frequency, count)] for one class."""
+    bins = np.minimum((p_positive * n_bins).astype(int), n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            out.append(((b + 0.5) / n_bins, float(p_positive[m].mean()),
+                        float(is_positive[m].mean()), int(m.sum())))
+    return out
+
+
+def scores(probs, y, threshold=0.5, positive="gunshot"):
+    """Alert metrics for ``positive`` at ``threshold`` plus calibration figures.
+
+    An alert is raised when ``p(positive) >= threshold``.  Returns a dict:
+    ``n``, ``precision``, ``recall``, ``false_alerts_per_100`` (alerts on
+    non-``positive`` events per 100 events scored), ``accuracy`` (argmax),
+    ``ece``, ``brier`` (multi-class), ``confusion`` (rows true, cols predicted).
+    """
+    ok = np.all(np.isfinite(probs), axis=1)
+    probs, y = probs[ok], y[ok]
+    k = CLASSES.index(positive)
+    alert = probs[:, k] >= threshold
+    pos = y == k
+    tp = int(np.sum(alert & pos))
+    fp = int(np.sum(alert & ~pos))
+    onehot = np.eye(len(CLASSES))[y]
+    confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    np.add.at(confusion, (y, probs.argmax(axis=1)), 1)
+    return {
+        "n": int(len(y)),
+        "n_positive": int(pos.sum()),
+        "precision": tp / (tp + fp) if tp + fp else math.nan,
+        "recall": float(tp / pos.sum()) if pos.any() else math.nan,
+        "false_alerts_per_100": 100.0 * fp / len(y) if len(y) else math.nan,
+        "accuracy": float(np.mean(probs.argmax(axis=1) == y)) if len(y) else math.nan,
+        "ece": expected_calibration_error(probs, y) if len(y) else math.nan,
+        "brier": float(np.mean(np.sum((probs - onehot) ** 2, axis=1))) if len(y) else math.nan,
+        "confusion": confusion.tolist(),
+    }
