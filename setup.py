@@ -39,4 +39,6 @@ setup(
         "natmod": ["pyelftools>=0.29", "ar>=1.0"],
     },
     entry_points={"console_scripts": ["shotline = shotline.cli:main"]},
+    setup_requires=["cffi>=1.16"],
+    cffi_modules=["native/build_ffi.py:ffibuilder"],
 )

@@ -18,7 +18,7 @@
  *   4. onset pick, post_n samples after the trigger, on the pre-trigger ring:
  *      AIC change point of y^2, refined to the zero crossing at the start of
  *      the pulse with a sub-sample (Q16) fraction
- *   5. features accumulated over measure_n samples from the onset, then the
+ *   5. features accumulated over measure_n samples from the trigger, then the
  *      trigger is emitted.  Conversion to dB / seconds is done by the binding.
  */
 #ifndef IMPULSE_H
@@ -61,8 +61,9 @@ typedef struct {
     int32_t warmup_n;      /* no trigger during the first warmup_n samples */
     int32_t lookback_n;    /* onset searched in [trigger - lookback_n, trigger + post_n) */
     int32_t post_n;        /* samples after the trigger seen by the onset pick */
-    int32_t measure_n;     /* features measured over measure_n samples from the onset */
-    int32_t zc_max_n;      /* zero crossing searched at most zc_max_n samples before the rise */
+    int32_t measure_n;     /* features measured over measure_n samples from the trigger (<= holdoff_n) */
+    int32_t zc_max_n;      /* onset refinement: rise searched this many samples around the
+                              AIC change point, extrapolated back at most this far */
     int32_t band_lp1_q14;  /* band crossover one-pole low-pass coefficients, Q14: */
     int32_t band_lp2_q14;  /*   low = lp1, mid = lp2 - lp1, high = lp3 - lp2 */
     int32_t band_lp3_q14;
@@ -76,7 +77,7 @@ typedef struct {
     int64_t onset_sample;     /* sample index of the onset (integer part) */
     int64_t trigger_sample;   /* sample index where STA/LTA crossed the ratio */
     int64_t peak_sample;      /* sample index of max |y| */
-    uint64_t band_energy[3];  /* sum of squares of low/mid/high band over measure_n */
+    uint64_t band_energy[3];  /* sum of squares (Q8) of low/mid/high band over measure_n */
     int32_t onset_frac_q16;   /* sub-sample fraction of the onset, 0..65535 */
     int32_t peak_abs;         /* max |y| (filtered), 0..32767 */
     int32_t noise_q16;        /* LTA at the trigger: mean |y| of the background, Q16 */
@@ -92,17 +93,22 @@ typedef struct {
 
 typedef struct {
     impulse_config_t cfg;
-    int64_t n;                  /* samples processed so far (index of next sample) */
-    int64_t last_trigger;       /* trigger sample of the last trigger, or a large negative */
-    int32_t x1, h1, y1;         /* high-pass state (input, stage 1 output, stage 2 output) */
-    int32_t lp[3];              /* band low-pass states, Q4 */
-    int32_t sta, lta;           /* envelopes, Q16 */
-    int32_t phase;              /* 0 idle, 1 picking, 2 measuring */
-    int32_t armed;              /* 1 once STA has been below threshold since the last trigger */
+    int64_t n;                  /* samples processed so far (index of the next sample) */
+    int64_t last_trigger;       /* trigger sample of the previous trigger */
+    int64_t idle_since;         /* first sample after the previous measure window */
+    int64_t sta_peak_sample;    /* sample of the STA peak of the current trigger */
+    int64_t width_end;          /* first sample after the STA peak below the width level */
+    int64_t decay_end;          /* first sample after the STA peak below the decay level */
+    int32_t x1, h1, y1;         /* high-pass state: previous input, stage-1 and stage-2 output */
+    int32_t lp[3];              /* band low-pass states (Q8), run only around a trigger */
+    int32_t sta, lta;           /* envelopes: mean |y| in Q16 */
+    int32_t lta_k;              /* LTA shift in use (grows to lta_shift while warming up) */
+    int32_t phase;              /* 0 idle, 1 picking the onset, 2 measuring */
+    int32_t armed;              /* 1 once STA was below the threshold since the last trigger */
     int32_t countdown;          /* samples left in the current phase */
     uint32_t dropped;           /* completed triggers lost because out[] was full */
     impulse_trigger_t cur;      /* trigger being measured */
-    int16_t ring[IMPULSE_RING_N]; /* recent filtered samples y, index n & IMPULSE_RING_MASK */
+    int16_t ring[IMPULSE_RING_N]; /* recent filtered samples y, at index n & IMPULSE_RING_MASK */
 } impulse_state_t;
 
 /* ---- API ---------------------------------------------------------------- */

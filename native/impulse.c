@@ -1,0 +1,375 @@
+/*
+ * impulse.c - streaming fixed-point impulse detector (see impulse.h).
+ *
+ * Integer only, no division (the one sub-sample ratio per trigger uses a
+ * shift-subtract loop), no malloc, no static state.  Right shifts of negative
+ * values are arithmetic (gcc and clang on every target we build for).
+ */
+#include "impulse.h"
+
+#define PHASE_IDLE 0
+#define PHASE_PICK 1
+#define PHASE_MEASURE 2
+
+#define Y_MAX 32767
+#define LOG2_Q 10 /* log2 results in Q10 */
+#define NEVER (-1)
+
+/* log2(1 + i/16) in Q16, i = 0..16, for linear interpolation (const: flash). */
+static const uint32_t LOG2_TABLE_Q16[17] = {
+    0, 5732, 11136, 16248, 21098, 25711, 30109, 34312, 38336,
+    42196, 45904, 49472, 52911, 56229, 59434, 62534, 65536,
+};
+
+static int32_t sat_y(int32_t v)
+{
+    if (v > Y_MAX) {
+        return Y_MAX;
+    }
+    if (v < -Y_MAX) {
+        return -Y_MAX;
+    }
+    return v;
+}
+
+static int32_t ring_at(const impulse_state_t *st, int64_t i)
+{
+    return st->ring[(size_t)(i & IMPULSE_RING_MASK)];
+}
+
+/* log2(v) in Q10, v >= 1 (0 for v = 0). */
+static int32_t log2_q10(uint64_t v)
+{
+    int32_t e = 0;
+    uint64_t w = v;
+    uint32_t m, i, f, t;
+    if (v == 0) {
+        return 0;
+    }
+    if (w >> 32) { w >>= 32; e += 32; }
+    if (w >> 16) { w >>= 16; e += 16; }
+    if (w >> 8) { w >>= 8; e += 8; }
+    if (w >> 4) { w >>= 4; e += 4; }
+    if (w >> 2) { w >>= 2; e += 2; }
+    if (w >> 1) { e += 1; }
+    /* 20 fractional bits of the mantissa below the leading one */
+    if (e >= 20) {
+        m = (uint32_t)(v >> (e - 20));
+    } else {
+        m = (uint32_t)v << (20 - e);
+    }
+    m -= (uint32_t)1 << 20;
+    i = m >> 16;
+    f = m & 0xFFFFu;
+    t = LOG2_TABLE_Q16[i] + (((LOG2_TABLE_Q16[i + 1] - LOG2_TABLE_Q16[i]) * f) >> 16);
+    return e * (1 << LOG2_Q) + (int32_t)(t >> (16 - LOG2_Q));
+}
+
+/* floor(num / den) by shift and subtract; den > 0 and den < 2^31. */
+static uint32_t udiv32(uint32_t num, uint32_t den)
+{
+    uint32_t q = 0, r = 0;
+    int b;
+    for (b = 31; b >= 0; b--) {
+        r = (r << 1) | ((num >> b) & 1u);
+        if (r >= den) {
+            r -= den;
+            q |= (uint32_t)1 << b;
+        }
+    }
+    return q;
+}
+
+/* Band crossover low-passes (Q8 states); accumulate band energies if asked. */
+static void band_step(impulse_state_t *st, int32_t y, int accumulate)
+{
+    const int32_t v = y * 256;
+    int32_t b0, b1, b2;
+    st->lp[0] += (int32_t)(((int64_t)(v - st->lp[0]) * st->cfg.band_lp1_q14) >> IMPULSE_COEF_SHIFT);
+    st->lp[1] += (int32_t)(((int64_t)(v - st->lp[1]) * st->cfg.band_lp2_q14) >> IMPULSE_COEF_SHIFT);
+    st->lp[2] += (int32_t)(((int64_t)(v - st->lp[2]) * st->cfg.band_lp3_q14) >> IMPULSE_COEF_SHIFT);
+    if (accumulate) {
+        b0 = st->lp[0] >> 4; /* Q4 */
+        b1 = (st->lp[1] - st->lp[0]) >> 4;
+        b2 = (st->lp[2] - st->lp[1]) >> 4;
+        st->cur.band_energy[0] += (uint64_t)((int64_t)b0 * b0);
+        st->cur.band_energy[1] += (uint64_t)((int64_t)b1 * b1);
+        st->cur.band_energy[2] += (uint64_t)((int64_t)b2 * b2);
+    }
+}
+
+/*
+ * Onset pick over the ring window [s0, e), e = one past the current sample.
+ * 1. AIC change point k of y^2: min over k of
+ *    nL log2(var[s0, k)) + nR log2(var[k, e)).
+ * 2. Around k, the steepest rising step j-1 -> j towards the largest |y|;
+ *    the line through it is extended to zero: onset = j-1 - y[j-1] / step,
+ *    with a Q16 fraction (at most zc_max_n samples before j-1).
+ */
+static void pick_onset(impulse_state_t *st, int64_t e)
+{
+    const impulse_config_t *c = &st->cfg;
+    impulse_trigger_t *t = &st->cur;
+    int64_t s0 = t->trigger_sample - c->lookback_n;
+    int64_t i, k, kbest, lo, hi, mp, j, jbest, pos;
+    uint64_t total = 0, left = 0;
+    int32_t best = INT32_MAX, sgn, dbest, a, y, ay, peak;
+    uint32_t q;
+
+    if (s0 < st->idle_since) {
+        s0 = st->idle_since;
+    }
+    if (s0 < 0) {
+        s0 = 0;
+    }
+    for (i = s0; i < e; i++) {
+        y = ring_at(st, i);
+        total += (uint64_t)(y * y);
+    }
+    kbest = t->trigger_sample;
+    for (k = s0 + 1; k < e; k++) {
+        int32_t nl = (int32_t)(k - s0), nr = (int32_t)(e - k), aic;
+        y = ring_at(st, k - 1);
+        left += (uint64_t)(y * y);
+        aic = nl * (log2_q10(left + (uint64_t)nl) - log2_q10((uint64_t)nl))
+            + nr * (log2_q10(total - left + (uint64_t)nr) - log2_q10((uint64_t)nr));
+        if (aic < best) {
+            best = aic;
+            kbest = k;
+        }
+    }
+
+    lo = kbest - 2 > s0 + 1 ? kbest - 2 : s0 + 1;
+    hi = kbest + c->zc_max_n < e - 1 ? kbest + c->zc_max_n : e - 1;
+    mp = lo;
+    peak = -1;
+    for (i = lo; i <= hi; i++) {
+        ay = ring_at(st, i);
+        ay = ay < 0 ? -ay : ay;
+        if (ay > peak) {
+            peak = ay;
+            mp = i;
+        }
+    }
+    sgn = ring_at(st, mp) < 0 ? -1 : 1;
+    dbest = 0;
+    jbest = kbest;
+    for (j = lo; j <= mp; j++) {
+        int32_t d = sgn * (ring_at(st, j) - ring_at(st, j - 1));
+        if (d > dbest) {
+            dbest = d;
+            jbest = j;
+        }
+    }
+    if (dbest <= 0) {
+        pos = kbest * 65536;
+    } else {
+        a = sgn * ring_at(st, jbest - 1);
+        if (a <= 0) {
+            q = udiv32((uint32_t)-a << 16, (uint32_t)dbest);
+            if (q > 65535u) {
+                q = 65535u;
+            }
+            pos = (jbest - 1) * 65536 + q;
+        } else {
+            q = udiv32((uint32_t)a << 16, (uint32_t)dbest);
+            if (q > (uint32_t)c->zc_max_n << 16) {
+                q = (uint32_t)c->zc_max_n << 16;
+            }
+            pos = (jbest - 1) * 65536 - q;
+        }
+    }
+    if (pos < s0 * 65536) {
+        pos = s0 * 65536;
+    }
+    t->onset_sample = pos >> 16;
+    t->onset_frac_q16 = (int32_t)(pos & 0xFFFF);
+
+    /* peak |y| from the onset on, and band filters primed over the window */
+    t->peak_abs = 0;
+    t->peak_sample = t->onset_sample;
+    st->lp[0] = st->lp[1] = st->lp[2] = 0;
+    for (i = s0; i < e; i++) {
+        y = ring_at(st, i);
+        ay = y < 0 ? -y : y;
+        if (i >= t->onset_sample && ay > t->peak_abs) {
+            t->peak_abs = ay;
+            t->peak_sample = i;
+        }
+        band_step(st, y, i >= t->trigger_sample);
+    }
+}
+
+size_t impulse_state_size(void) { return sizeof(impulse_state_t); }
+size_t impulse_config_size(void) { return sizeof(impulse_config_t); }
+size_t impulse_trigger_size(void) { return sizeof(impulse_trigger_t); }
+
+int impulse_config_check(const impulse_config_t *c)
+{
+    if (c == NULL) {
+        return IMPULSE_EINVAL;
+    }
+    if (c->hp_pole_q14 < 0 || c->hp_pole_q14 >= (1 << IMPULSE_COEF_SHIFT)
+        || c->sta_shift < 0 || c->sta_shift >= c->lta_shift || c->lta_shift > 24
+        || c->ratio_q8 <= 256 || c->ratio_q8 > 65535 || c->floor_q16 < 0
+        || c->holdoff_n < 1 || c->warmup_n < 0
+        || c->lookback_n < 1 || c->post_n < 1
+        || c->lookback_n + c->post_n > IMPULSE_RING_N - 1
+        || c->measure_n < c->post_n || c->measure_n > c->holdoff_n
+        || c->zc_max_n < 1 || c->zc_max_n > c->lookback_n
+        || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255) {
+        return IMPULSE_EINVAL;
+    }
+    if (c->band_lp1_q14 < 1 || c->band_lp1_q14 > (1 << IMPULSE_COEF_SHIFT)
+        || c->band_lp2_q14 < 1 || c->band_lp2_q14 > (1 << IMPULSE_COEF_SHIFT)
+        || c->band_lp3_q14 < 1 || c->band_lp3_q14 > (1 << IMPULSE_COEF_SHIFT)) {
+        return IMPULSE_EINVAL;
+    }
+    return IMPULSE_OK;
+}
+
+void impulse_reset(impulse_state_t *st)
+{
+    impulse_config_t cfg = st->cfg;
+    size_t i;
+    uint8_t *p = (uint8_t *)st;
+    for (i = 0; i < sizeof(*st); i++) {
+        p[i] = 0;
+    }
+    st->cfg = cfg;
+    st->last_trigger = INT64_MIN / 2;
+    st->armed = 0;
+    st->phase = PHASE_IDLE;
+}
+
+int impulse_init(impulse_state_t *st, const impulse_config_t *cfg)
+{
+    if (st == NULL || impulse_config_check(cfg) != IMPULSE_OK) {
+        return IMPULSE_EINVAL;
+    }
+    st->cfg = *cfg;
+    impulse_reset(st);
+    return IMPULSE_OK;
+}
+
+uint32_t impulse_dropped(const impulse_state_t *st) { return st->dropped; }
+
+static void start_trigger(impulse_state_t *st, int64_t n)
+{
+    impulse_trigger_t *t = &st->cur;
+    size_t i;
+    uint8_t *p = (uint8_t *)t;
+    for (i = 0; i < sizeof(*t); i++) {
+        p[i] = 0;
+    }
+    t->trigger_sample = n;
+    t->noise_q16 = st->lta;
+    t->sta_trigger_q16 = st->sta;
+    t->sta_peak_q16 = st->sta;
+    t->measure_n = st->cfg.measure_n;
+    st->sta_peak_sample = n;
+    st->width_end = NEVER;
+    st->decay_end = NEVER;
+    st->last_trigger = n;
+    st->armed = 0;
+    st->phase = PHASE_PICK;
+    st->countdown = st->cfg.post_n;
+}
+
+static int64_t not_before(int64_t v, int64_t lo) { return v < lo ? lo : v; }
+
+size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_samples,
+                       impulse_trigger_t *out, size_t max_out)
+{
+    const impulse_config_t *c;
+    size_t count = 0, s;
+    if (st == NULL || (samples == NULL && n_samples > 0) || (out == NULL && max_out > 0)) {
+        return 0;
+    }
+    c = &st->cfg;
+    for (s = 0; s < n_samples; s++) {
+        const int32_t x = samples[s];
+        const int64_t n = st->n;
+        int32_t h, y, ay, env;
+
+        /* 1. two one-pole high-pass sections */
+        h = sat_y(x - st->x1 + ((c->hp_pole_q14 * st->h1) >> IMPULSE_COEF_SHIFT));
+        y = sat_y(h - st->h1 + ((c->hp_pole_q14 * st->y1) >> IMPULSE_COEF_SHIFT));
+        st->x1 = x;
+        st->h1 = h;
+        st->y1 = y;
+        st->ring[(size_t)(n & IMPULSE_RING_MASK)] = (int16_t)y;
+
+        /* 2. envelopes */
+        ay = y < 0 ? -y : y;
+        env = ay << IMPULSE_ENV_SHIFT;
+        st->sta += (env - st->sta) >> c->sta_shift;
+
+        if (st->phase == PHASE_IDLE) {
+            int above;
+            st->lta += (env - st->lta) >> st->lta_k;
+            if (st->lta_k < c->lta_shift && n + 1 >= ((int64_t)1 << (st->lta_k + 1))) {
+                st->lta_k++;
+            }
+            /* 3. trigger */
+            above = st->sta > c->floor_q16 && st->sta > st->lta
+                    && ((int64_t)st->sta << 8) > (int64_t)st->lta * c->ratio_q8;
+            if (!above) {
+                st->armed = 1;
+            } else if (st->armed && n >= c->warmup_n && n - st->last_trigger >= c->holdoff_n) {
+                start_trigger(st, n);
+            }
+        }
+        if (st->phase != PHASE_IDLE) {
+            impulse_trigger_t *t = &st->cur;
+            if (x >= Y_MAX || x <= -Y_MAX) {
+                t->clipped = 1;
+            }
+            if (st->sta > t->sta_peak_q16) {
+                t->sta_peak_q16 = st->sta;
+                st->sta_peak_sample = n;
+                st->width_end = NEVER;
+                st->decay_end = NEVER;
+            } else {
+                const int32_t unit = t->sta_peak_q16 >> 8;
+                if (st->width_end == NEVER && st->sta < unit * c->width_q8) {
+                    st->width_end = n;
+                }
+                if (st->decay_end == NEVER && st->sta < unit * c->decay_q8) {
+                    st->decay_end = n;
+                }
+            }
+            if (st->phase == PHASE_PICK) {
+                if (--st->countdown == 0) {
+                    /* 4. onset pick; primes the band filters up to this sample */
+                    pick_onset(st, n + 1);
+                    st->phase = PHASE_MEASURE;
+                    st->countdown = c->measure_n - c->post_n;
+                }
+            } else {
+                if (ay > t->peak_abs) {
+                    t->peak_abs = ay;
+                    t->peak_sample = n;
+                }
+                band_step(st, y, 1);
+                st->countdown--;
+            }
+            /* 5. emit */
+            if (st->phase == PHASE_MEASURE && st->countdown == 0) {
+                t->width_n = (int32_t)(not_before(st->width_end == NEVER ? n + 1 : st->width_end,
+                                                  t->onset_sample) - t->onset_sample);
+                t->decay_n = (int32_t)((st->decay_end == NEVER ? n + 1 : st->decay_end)
+                                       - st->sta_peak_sample);
+                if (count < max_out) {
+                    out[count++] = *t;
+                } else {
+                    st->dropped++;
+                }
+                st->phase = PHASE_IDLE;
+                st->idle_since = n + 1;
+            }
+        }
+        st->n = n + 1;
+    }
+    return count;
+}
