@@ -21,6 +21,7 @@ EXIT_INTERRUPTED = 130
 
 # (name, module under shotline.commands, one-line help)
 COMMANDS = (
+    ("simulate", "simulate", "render a scenario to per-sensor audio and truth"),
 )
 
 
