@@ -1,0 +1,32 @@
+/* Ed25519 signature check (RFC 8032, SHA-512) for Shotline's signed commands.
+ *
+ * Thin wrapper over vendored, unmodified code: Monocypher 4.0.3 for the curve
+ * arithmetic (crypto_eddsa_reduce, crypto_eddsa_check_equation) and the
+ * SUPERCOP public-domain SHA-512.  No MicroPython headers, no malloc, no
+ * static state; the message is hashed from one stack buffer of
+ * VERIFY_MAX_MESSAGE_BYTES + 64 bytes.  See native/monocypher/SOURCE.md.
+ */
+#ifndef SHOTLINE_VERIFY_H
+#define SHOTLINE_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- sizes ---------------------------------------------------------------- */
+#define VERIFY_PUBLIC_KEY_BYTES 32
+#define VERIFY_SIGNATURE_BYTES 64
+#define VERIFY_MAX_MESSAGE_BYTES 1024
+
+/* ---- status codes ------------------------------------------------------------ */
+#define VERIFY_OK 0             /* the signature is valid for this key and message */
+#define VERIFY_BAD_SIGNATURE 1  /* forged, corrupted, non-canonical S, or bad key */
+#define VERIFY_TOO_LONG 2       /* message longer than VERIFY_MAX_MESSAGE_BYTES */
+
+/* Check an Ed25519 signature (R || S, 64 bytes) over message[0..message_bytes)
+ * with a 32-byte public key.  Returns VERIFY_OK or an error code; never
+ * crashes on any input. */
+int verify_ed25519(const uint8_t signature[VERIFY_SIGNATURE_BYTES],
+                   const uint8_t public_key[VERIFY_PUBLIC_KEY_BYTES],
+                   const uint8_t *message, size_t message_bytes);
+
+#endif
