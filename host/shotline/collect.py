@@ -1,0 +1,323 @@
+"""The collector: triggers from many boards into the store, never losing one.
+
+One reader thread per port and ONE writer thread:
+
+- A reader opens its port (``shotline.link.Link``), asks the board for its
+  HELLO, then turns frames into work items for the writer.  When the port
+  goes away (cable pulled, board reset, virtual sensor stopped) it closes it
+  and reopens it with exponential backoff and jitter (``backoff_s``).
+- The writer takes whatever is queued (up to ``batch_max`` triggers), stores
+  the triggers in one durable transaction (group commit), and only THEN
+  acknowledges them to their boards.  A trigger the board sends again
+  (no ACK received, reboot, reconnect) is deduplicated by ``(sensor_id, seq)``
+  and acknowledged again.  A collector killed at any instant therefore loses
+  nothing (unacked triggers are still in the board's outbox) and duplicates
+  nothing (the store refuses the replay).
+- Newly stored triggers are pushed to the associator, if one is given; the
+  events it decides are stored (with links to their triggers) and handed to
+  ``on_event`` and to the ``events`` queue.
+
+Use as a library::
+
+    with Collector(Store("shotline.sqlite"), ["/dev/ttyACM0", "/dev/ttyACM1"]) as c:
+        event = c.events.get()
+
+Log records go to the ``shotline.collect`` logger; each carries a ``fields``
+dict (``extra={"fields": ...}``) for structured (JSON-lines) output.
+"""
+import dataclasses
+import logging
+import queue
+import random
+import threading
+import time
+
+from shotline_fw import wire
+from shotline.link import Link, LinkError, LinkTimeout
+from shotline.store import StoreError
+
+log = logging.getLogger("shotline.collect")
+
+
+def _log(level, msg, **fields):
+    log.log(level, msg, extra={"fields": fields})
+
+
+@dataclasses.dataclass
+class BoardStatus:
+    """What the collector knows about one port (read it, do not write it)."""
+
+    port: str
+    sensor_id: str | None = None
+    hello: dict | None = None
+    connected: bool = False
+    connects: int = 0
+    triggers_new: int = 0
+    triggers_replayed: int = 0
+    triggers_rejected: int = 0
+    heartbeats: int = 0
+    last_heartbeat: dict | None = None
+    last_frame_monotonic_s: float | None = None
+    last_error: str | None = None
+
+
+class Collector:
+    """Collect from ``ports`` (device paths or pyserial URLs) into ``store``.
+
+    ``associator``: an object with ``push(trigger) -> [event]`` and
+    ``flush() -> [event]`` (``shotline.associate.Associator``); ``to_input``
+    turns a stored trigger record (dict) into what it accepts, and
+    ``event_record`` turns its events into a dict for the store (with
+    ``t_emit_utc_s``) plus the ``(sensor_id, seq)`` pairs of its triggers.
+    ``on_trigger(record)`` and ``on_event(record)`` are called from the
+    writer thread for every newly stored trigger and event.
+    """
+
+    def __init__(self, store, ports, *, associator=None, to_input=None, event_record=None,
+                 on_trigger=None, on_event=None, hello_timeout_s=3.0, backoff_s=(0.1, 5.0),
+                 batch_max=512, read_timeout_s=0.05):
+        self.store = store
+        self.ports = [str(p) for p in ports]
+        self.associator = associator
+        self.to_input = to_input
+        self.event_record = event_record
+        self.on_trigger = on_trigger
+        self.on_event = on_event
+        self.hello_timeout_s = hello_timeout_s
+        self.backoff_s = backoff_s
+        self.batch_max = batch_max
+        self.read_timeout_s = read_timeout_s
+        self.events = queue.Queue()
+        self.boards = {p: BoardStatus(port=p) for p in self.ports}
+        self._links = {}
+        self._work = queue.Queue()
+        self._stop = threading.Event()
+        self._readers_done = threading.Event()
+        self._threads = []
+        self._trigger_rows = {}  # (sensor_id, seq) -> row id, for linking events
+        self.stats = {"triggers_new": 0, "triggers_replayed": 0, "commits": 0, "events": 0,
+                      "heartbeats": 0, "acks": 0}
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self):
+        if self._threads:
+            raise RuntimeError("collector already started")
+        self._stop.clear()
+        readers = [threading.Thread(target=self._reader, args=(p,), name=f"read {p}", daemon=True)
+                   for p in self.ports]
+        writer = threading.Thread(target=self._writer, name="writer", daemon=True)
+        self._threads = readers + [writer]
+        for t in self._threads:
+            t.start()
+        _log(logging.INFO, "collector started", ports=self.ports, store=self.store.path)
+        return self
+
+    def stop(self, timeout_s=10.0):
+        """Stop reading, store and acknowledge what was received, flush the associator."""
+        if not self._threads:
+            return
+        self._stop.set()
+        *readers, writer = self._threads
+        deadline = time.monotonic() + timeout_s
+        for t in readers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._readers_done.set()
+        writer.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        _log(logging.INFO, "collector stopped", **self.stats)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_for_connections(self, n=None, timeout_s=10.0):
+        """Block until ``n`` (default: all) ports have said hello; returns True if they did."""
+        n = len(self.ports) if n is None else n
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sum(b.connected for b in self.boards.values()) >= n:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # -- readers ------------------------------------------------------------
+    def _reader(self, port):
+        status = self.boards[port]
+        delay_s = self.backoff_s[0]
+        while not self._stop.is_set():
+            link = Link(port, read_timeout_s=self.read_timeout_s)
+            try:
+                link.open()
+                hello = link.hello(self.hello_timeout_s)
+                self._links[port] = link
+                status.connected, status.connects = True, status.connects + 1
+                self._on_hello(status, hello)
+                delay_s = self.backoff_s[0]
+                while not self._stop.is_set():
+                    for frame in link.read_frames():
+                        self._on_frame(status, link, frame)
+            except LinkError as exc:
+                status.last_error = str(exc)
+                level = logging.INFO if isinstance(exc, LinkTimeout) else logging.WARNING
+                _log(level, "board disconnected" if status.connected else "board not answering",
+                     port=port, sensor_id=status.sensor_id, error=str(exc), retry_s=round(delay_s, 3))
+            finally:
+                status.connected = False
+                self._links.pop(port, None)
+                link.close()
+            if self._stop.wait(delay_s * random.uniform(0.8, 1.2)):
+                break
+            delay_s = min(delay_s * 2, self.backoff_s[1])
+
+    def _on_hello(self, status, hello):
+        status.hello = hello
+        status.sensor_id = str(hello.get("sensor_id") or hello.get("uid") or status.port)
+        self._work.put(("hello", status, hello))
+        _log(logging.INFO, "board connected", port=status.port, sensor_id=status.sensor_id,
+             fw=hello.get("fw"), mode=hello.get("mode"), error=hello.get("error"))
+        if hello.get("mode") == "safe":
+            _log(logging.ERROR, "board is in safe mode", port=status.port,
+                 sensor_id=status.sensor_id, error=hello.get("error"))
+
+    def _on_frame(self, status, link, frame):
+        status.last_frame_monotonic_s = time.monotonic()
+        try:
+            if frame.type == wire.TRIGGER:
+                body = frame.json()
+                body.setdefault("sensor_id", status.sensor_id)
+                record = wire.trigger_record(body)
+                int(record["seq"])
+                self._work.put(("trigger", status, record))
+            elif frame.type == wire.HEARTBEAT:
+                body = frame.json()
+                status.heartbeats += 1
+                status.last_heartbeat = body
+                self._work.put(("heartbeat", status, body))
+            elif frame.type == wire.HELLO:  # the board rebooted or someone else asked
+                self._on_hello(status, frame.json())
+            elif frame.type == wire.LOG:
+                body = frame.json()
+                _log(logging.WARNING, "board log", port=status.port, sensor_id=status.sensor_id,
+                     level=body.get("level"), board_msg=body.get("msg"))
+        except (wire.WireError, KeyError, TypeError, ValueError) as exc:
+            # Malformed but CRC-valid: a firmware bug.  Not acked, so the board keeps it.
+            status.triggers_rejected += frame.type == wire.TRIGGER
+            _log(logging.ERROR, "malformed message", port=status.port, sensor_id=status.sensor_id,
+                 type=frame.name, error=str(exc))
+
+    # -- writer ---------------------------------------------------------------
+    def _writer(self):
+        while True:
+            try:
+                first = self._work.get(timeout=0.05)
+            except queue.Empty:
+                if self._readers_done.is_set():
+                    break
+                continue
+            items = [first]
+            while len(items) < self.batch_max:
+                try:
+                    items.append(self._work.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(items)
+            except Exception as exc:  # keep collecting: unacked triggers will be resent
+                _log(logging.ERROR, "write failed", error=repr(exc), items=len(items))
+        self._flush_associator()
+
+    def _write(self, items):
+        triggers = [(status, rec) for kind, status, rec in items if kind == "trigger"]
+        for kind, status, body in items:
+            if kind == "hello":
+                self.store.upsert_sensor(
+                    status.sensor_id, serial_number=body.get("uid"), firmware=body.get("fw"),
+                    protocol=body.get("proto"), config_digest=body.get("config_digest"),
+                    position_llh=_llh(body), port=status.port)
+            elif kind == "heartbeat":
+                self.store.insert_heartbeat(status.sensor_id, body)
+                self.stats["heartbeats"] += 1
+        if not triggers:
+            return
+        received = time.time()
+        try:
+            results = self.store.insert_triggers([r for _, r in triggers], received_utc_s=received)
+        except StoreError:
+            results = []  # one bad record: store the others one by one
+            for status, rec in triggers:
+                try:
+                    results.append(self.store.insert_trigger(rec, received_utc_s=received))
+                except StoreError as exc:
+                    results.append((None, False))
+                    status.triggers_rejected += 1
+                    _log(logging.ERROR, "trigger refused by the store", port=status.port,
+                         sensor_id=status.sensor_id, error=str(exc))
+        self.stats["commits"] += 1
+        acks = {}
+        new = []
+        for (status, rec), (row_id, inserted) in zip(triggers, results):
+            if row_id is None:
+                continue
+            acks.setdefault(status.port, []).append(rec["seq"])
+            if inserted:
+                status.triggers_new += 1
+                self.stats["triggers_new"] += 1
+                rec = dict(rec, id=row_id, received_utc_s=received)
+                self._trigger_rows[(rec["sensor_id"], rec["seq"])] = row_id
+                new.append(rec)
+            else:
+                status.triggers_replayed += 1
+                self.stats["triggers_replayed"] += 1
+        for port, seqs in acks.items():  # only now: the triggers are on disk
+            link = self._links.get(port)
+            if link is not None:
+                try:
+                    link.ack(seqs)
+                    self.stats["acks"] += len(seqs)
+                except LinkError:
+                    pass  # the board will resend; the store deduplicates
+        for rec in new:
+            if self.on_trigger is not None:
+                self.on_trigger(rec)
+            if self.associator is not None:
+                self._associate(rec)
+
+    # -- association ----------------------------------------------------------
+    def _associate(self, rec):
+        if rec.get("time_quality") == wire.TIME_NONE:
+            return  # no UTC: cannot be located
+        try:
+            item = self.to_input(rec) if self.to_input else rec
+            decided = self.associator.push(item)
+        except Exception as exc:
+            _log(logging.ERROR, "associator refused a trigger", sensor_id=rec.get("sensor_id"),
+                 seq=rec.get("seq"), error=repr(exc))
+            return
+        self._store_events(decided)
+
+    def _flush_associator(self):
+        if self.associator is not None:
+            try:
+                self._store_events(self.associator.flush())
+            except Exception as exc:
+                _log(logging.ERROR, "associator flush failed", error=repr(exc))
+
+    def _store_events(self, events):
+        for event in events or ():
+            record, members = self.event_record(event) if self.event_record else (event, ())
+            rows = [self._trigger_rows[m] for m in members if m in self._trigger_rows]
+            record = dict(record, id=self.store.insert_event(record, rows))
+            self.stats["events"] += 1
+            _log(logging.INFO, "event", id=record["id"], n_sensors=len(rows),
+                 t_emit_utc_s=record.get("t_emit_utc_s"), position_llh=record.get("position_llh"))
+            self.events.put(record)
+            if self.on_event is not None:
+                self.on_event(record)
+
+
+def _llh(body):
+    if "lat_e7" in body and "lon_e7" in body:
+        return (body["lat_e7"] / 1e7, body["lon_e7"] / 1e7, float(body.get("alt_m") or 0.0))
+    return None
