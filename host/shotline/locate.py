@@ -1,0 +1,860 @@
+"""Locate an impulse from its arrival times at time-synchronised sensors (TDOA).
+
+Forward model (straight ray, still air)::
+
+    arrival_i = t_emit + |sensor_i - source| / c
+
+The solver finds the source position and the emission time together from the
+arrival times themselves; no reference sensor is chosen.
+
+Steps of :func:`locate`:
+
+1. Times are taken relative to the earliest arrival (absolute POSIX seconds
+   keep their precision), positions relative to the sensors' centroid.
+2. Closed-form candidates: the squared range equations are linear in the
+   source, the emission time and one auxiliary unknown
+   ``w = |p|^2 - (c t_emit)^2`` (spherical interpolation; the linear
+   formulation Tech Note 098 calls MLG).  For a minimal set of sensors
+   (3 in 2-D/2.5-D, 4 in 3-D) ``w`` is fixed by a quadratic, giving up to two
+   solutions; both are kept.
+3. Consensus: every minimal subset (or a deterministic random sample of 1500)
+   yields candidates; each candidate scores the number of sensors whose
+   arrival fits within the gate (4 sigma).  Ties go to the candidate that
+   leaves fewer arrivals *early*: echoes and diffracted paths are only ever
+   late, so an arrival earlier than the model cannot belong to the source.
+4. Levenberg–Marquardt refinement on the consensus set, re-gating until the
+   set is stable; at most one arrival per sensor position is used.
+5. Uncertainty from the Jacobian: covariance ``sigma^2 (J^T J)^-1`` with the
+   timing error given or estimated from the residuals, the 95 % error ellipse,
+   GDOP, residual RMS.
+
+Geometry modes: ``2d`` (heights ignored), ``2.5d`` (3-D sensors, source on a
+given height; default for 3-D sensors) and ``3d``.
+
+References: Smith & Abel (1987), closed-form least-squares source location,
+IEEE Trans. ASSP 35(12); Chan & Ho (1994), IEEE Trans. SP 42(8); Calhoun et
+al. (2020), ShotSpotter Tech Note 098, arXiv:2108.07377.
+
+>>> import numpy as np
+>>> sensors = np.array([[0, 0], [400, 0], [400, 400], [0, 400], [200, 600.0]])
+>>> source = np.array([120.0, 250.0])
+>>> times = 1545180567.0 + np.linalg.norm(sensors - source, axis=1) / 343.0
+>>> fix = locate(sensors, times, speed_of_sound_m_s=343.0)
+>>> fix.status, fix.position_m[:2].round(3).tolist(), round(fix.t_emit_s, 6)
+('ok', [120.0, 250.0], 1545180567.0)
+"""
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shotline.acoustics import speed_of_sound_m_s as _speed_of_sound
+
+MODES = ("2d", "2.5d", "3d")
+STATUSES = ("ok", "ambiguous", "degenerate", "insufficient")
+DEFAULT_TEMPERATURE_C = 20.0
+DEFAULT_TIMING_SIGMA_S = 100e-6  # ShotSpotter's measured pulse-time sigma (Tech Note 098)
+DEFAULT_GATE_S = 2e-3            # consistency gate when no timing sigma is given
+GATE_SIGMAS = 4.0
+MAX_SUBSETS = 1500
+CHI2_2DOF_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, 0.95
+_GEOMETRY_RTOL = 1e-6
+_DISTINCT_M = 10.0               # solutions closer than this are the same solution
+_RNG_SEED = 20181218
+
+
+# ----------------------------------------------------------------------------
+# Result objects
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    """An error ellipse in the horizontal plane: semi-axes (m), major-axis azimuth
+    (degrees clockwise from north, 0..180)."""
+
+    major_m: float
+    minor_m: float
+    azimuth_deg: float
+
+    def to_dict(self):
+        return {"major": _num(self.major_m), "minor": _num(self.minor_m),
+                "azimuth_deg": _num(self.azimuth_deg)}
+
+
+_NAN_ELLIPSE = Ellipse(math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """Where an impulse came from, when, how sure, and which arrivals were used.
+
+    Positions are local east/north/up metres in the caller's frame (WGS84 in
+    ``position_llh`` when located from lat/lon); times are POSIX seconds.
+    Per-arrival arrays follow the input order.  A position is NaN when the
+    status is ``insufficient`` or ``degenerate``.
+    """
+
+    status: str                      # ok | ambiguous | degenerate | insufficient
+    position_m: np.ndarray           # (3,) east, north, up (m)
+    t_emit_s: float                  # emission time (POSIX s)
+    covariance_m2: np.ndarray        # (3, 3) position covariance (m^2), ENU
+    ellipse95_m: Ellipse             # horizontal 95 % ellipse
+    used: np.ndarray                 # (N,) bool: arrival used in the fix
+    residuals_s: np.ndarray          # (N,) arrival - model (s); positive = late; NaN if missing
+    reasons: tuple                   # (N,) why each arrival was used or not
+    residual_rms_s: float            # RMS of the used residuals (s)
+    timing_sigma_s: float            # timing error behind the covariance (s)
+    timing_sigma_source: str         # "given" | "residuals" | "default"
+    gdop: float                      # geometric dilution of precision (position + time)
+    speed_of_sound_m_s: float        # used (or estimated) speed of sound
+    mode: str                        # 2d | 2.5d | 3d
+    message: str = ""
+    alternatives: tuple = ()         # other valid solutions (Fix), e.g. when ambiguous
+    position_llh: np.ndarray = field(default=None)  # (3,) lat, lon (deg), alt (m) or None
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    @property
+    def n_used(self):
+        return int(np.count_nonzero(self.used))
+
+    def to_dict(self):
+        """A JSON-ready dict (NaN becomes None)."""
+        d = {
+            "status": self.status,
+            "position_m": _list(self.position_m),
+            "t_emit_s": _num(self.t_emit_s),
+            "ellipse95_m": self.ellipse95_m.to_dict(),
+            "covariance_m2": [_list(row) for row in self.covariance_m2],
+            "used": [bool(u) for u in self.used],
+            "residuals_s": _list(self.residuals_s),
+            "reasons": list(self.reasons),
+            "residual_rms_s": _num(self.residual_rms_s),
+            "timing_sigma_s": _num(self.timing_sigma_s),
+            "timing_sigma_source": self.timing_sigma_source,
+            "gdop": _num(self.gdop),
+            "speed_of_sound_m_s": _num(self.speed_of_sound_m_s),
+            "mode": self.mode,
+            "message": self.message,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+        }
+        if self.position_llh is not None:
+            d["position_llh"] = _list(self.position_llh)
+        return d
+
+
+def _num(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _list(a):
+    return [_num(v) for v in np.asarray(a, dtype=float).ravel()]
+
+
+def _frozen(a, dtype=float):
+    a = np.array(a, dtype=dtype)
+    a.setflags(write=False)
+    return a
+
+
+# ----------------------------------------------------------------------------
+# Input handling
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Validated input in solver coordinates (centred, times relative)."""
+
+    mode: str
+    k: int                 # free position dimensions (2 or 3)
+    sensors: np.ndarray    # (N, 3) centred so the source plane is z=0 in 2d/2.5d
+    dt_s: np.ndarray       # (N,) arrival - t_ref (NaN = missing)
+    t_ref_s: float
+    offset_m: np.ndarray   # (3,) add to solver positions to get caller positions
+    c_m_s: float
+
+
+def _speed(temperature_c, relative_humidity_pct, speed_of_sound_m_s):
+    if speed_of_sound_m_s is not None:
+        c = float(speed_of_sound_m_s)
+        if not (math.isfinite(c) and 200.0 < c < 450.0):
+            raise ValueError(f"speed_of_sound_m_s must be within 200..450 m/s, got {speed_of_sound_m_s!r}")
+        return c
+    t = DEFAULT_TEMPERATURE_C if temperature_c is None else temperature_c
+    return float(_speed_of_sound(t, relative_humidity_pct))
+
+
+def _sensors_array(sensors_m):
+    s = np.asarray(sensors_m, dtype=float)
+    if s.ndim != 2 or s.shape[1] not in (2, 3):
+        raise ValueError(f"sensors_m must have shape (N, 2) or (N, 3), got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("sensor positions must be finite")
+    return s
+
+
+def _pick_mode(mode, ncols):
+    if mode is None:
+        return "2.5d" if ncols == 3 else "2d"
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode in ("2.5d", "3d") and ncols != 3:
+        raise ValueError(f"mode {mode!r} needs sensor heights: sensors_m of shape (N, 3)")
+    return mode
+
+
+def _prepare(sensors_m, arrival_times_s, mode, source_up_m, c):
+    s = _sensors_array(sensors_m)
+    t = np.asarray(arrival_times_s, dtype=float)
+    if t.shape != (len(s),):
+        raise ValueError(f"arrival_times_s must have shape ({len(s)},) to match sensors_m, got {t.shape}")
+    if np.any(np.isinf(t)):
+        raise ValueError("arrival times must be finite (use NaN for a missing arrival)")
+    mode = _pick_mode(mode, s.shape[1])
+    s3 = np.zeros((len(s), 3))
+    s3[:, :s.shape[1]] = s
+    valid = np.isfinite(t)
+    t_ref = float(np.min(t[valid])) if valid.any() else 0.0
+    centre = s3[valid].mean(axis=0) if valid.any() else np.zeros(3)
+    offset = centre.copy()
+    if mode == "2d":
+        s3[:, 2] = 0.0
+        offset[2] = 0.0
+    elif mode == "2.5d":
+        z0 = float(np.median(s3[valid, 2])) if source_up_m is None and valid.any() else source_up_m
+        if z0 is None:
+            z0 = 0.0
+        if not math.isfinite(float(z0)):
+            raise ValueError("source_up_m must be finite")
+        offset[2] = float(z0)
+    k = 3 if mode == "3d" else 2
+    return _Problem(mode, k, s3 - offset, t - t_ref, t_ref, offset, c)
+
+
+# ----------------------------------------------------------------------------
+# Closed-form solutions (vectorised)
+
+
+def _minimal_candidates(S, dt, k, c):
+    """Closed-form solutions of minimal systems.
+
+    S: (C, k+1, 3) sensors (solver frame), dt: (C, k+1) relative arrivals (s).
+    Returns positions (C, 2, 3), emission times (C, 2) and validity (C, 2):
+    the two roots of the quadratic in ``w``, valid where real and causal.
+    """
+    C = S.shape[0]
+    tau = c * dt                                           # (C, m) metres
+    M = np.concatenate([2.0 * S[:, :, :k], -2.0 * tau[:, :, None]], axis=2)  # (C, m, k+1)
+    g = np.sum(S * S, axis=2) - tau ** 2                   # z of source plane is 0 (2d/2.5d)
+    ones = np.ones_like(g)
+    rhs = np.stack([g, ones], axis=2)                      # (C, m, 2)
+    det = np.linalg.det(M)
+    scale = np.prod(np.linalg.norm(M, axis=2), axis=1)
+    good = np.abs(det) > 1e-10 * np.maximum(scale, 1e-300)
+    sol = np.full((C, k + 1, 2), np.nan)
+    if good.any():
+        sol[good] = np.linalg.solve(M[good], rhs[good])
+    u, v = sol[:, :, 0], sol[:, :, 1]
+    up, ub, vp, vb = u[:, :k], u[:, k], v[:, :k], v[:, k]
+    a = np.sum(vp * vp, axis=1) - vb ** 2
+    b = 2.0 * (np.sum(up * vp, axis=1) - ub * vb) - 1.0
+    cc = np.sum(up * up, axis=1) - ub ** 2
+    disc = b * b - 4.0 * a * cc
+    real = disc >= -1e-9 * (b * b + np.abs(4.0 * a * cc))
+    sq = np.sqrt(np.maximum(disc, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # numerically stable roots
+        q = -0.5 * (b + np.copysign(sq, b))
+        w1 = np.where(np.abs(a) > 1e-18, q / a, np.nan)
+        w2 = cc / q
+    w = np.stack([w1, w2], axis=1)                         # (C, 2)
+    pos = up[:, None, :] + vp[:, None, :] * w[:, :, None]  # (C, 2, k)
+    bb = ub[:, None] + vb[:, None] * w                     # (C, 2) range offset (m)
+    P = np.zeros((C, 2, 3))
+    P[:, :, :k] = pos
+    ranges = tau[:, None, :] - bb[:, :, None]              # (C, 2, m) must be >= 0
+    dist = np.linalg.norm(S[:, None, :, :] - P[:, :, None, :], axis=3)
+    causal = np.all(ranges > -1e-6 * (1.0 + dist), axis=2)
+    valid = good[:, None] & real[:, None] & causal & np.all(np.isfinite(P), axis=2) & np.isfinite(bb)
+    return P, bb / c, valid
+
+
+def _linear_start(S, dt, w, k, c):
+    """Unconstrained linear LS start for N >= k+2 (vectorised over B events).
+
+    S: (B, N, 3), dt: (B, N), w: (B, N) weights (0 = unused).
+    Returns positions (B, 3) and emission times (B,).
+    """
+    B, N = dt.shape
+    tau = c * np.where(w > 0, dt, 0.0)
+    A = np.concatenate([2.0 * S[:, :, :k], -2.0 * tau[:, :, None], -np.ones((B, N, 1))], axis=2)
+    y = np.sum(S * S, axis=2) - tau ** 2
+    A = A * w[:, :, None]
+    y = y * w
+    AtA = np.einsum("bni,bnj->bij", A, A)
+    Aty = np.einsum("bni,bn->bi", A, y)
+    d = np.sqrt(np.maximum(np.einsum("bii->bi", AtA), 1e-300))
+    AtA_s = AtA / d[:, :, None] / d[:, None, :] + 1e-12 * np.eye(k + 2)
+    x = np.linalg.solve(AtA_s, (Aty / d)[:, :, None])[:, :, 0] / d
+    P = np.zeros((B, 3))
+    P[:, :k] = x[:, :k]
+    return P, x[:, k] / c
+
+
+# ----------------------------------------------------------------------------
+# Levenberg–Marquardt (vectorised)
+
+
+def _residuals(S, dt, P, t0, c):
+    """arrival - model (s): (B, N)."""
+    d = np.linalg.norm(S - P[:, None, :], axis=2)
+    return dt - t0[:, None] - d / c[:, None]
+
+
+def _jacobian(S, P, c, k, estimate_c):
+    """d residual / d (position[:k], t0[, c]) in s/m, -, s/(m/s): (B, N, q)."""
+    diff = S - P[:, None, :]
+    d = np.maximum(np.linalg.norm(diff, axis=2), 1e-9)
+    cols = [diff[:, :, :k] / (d * c[:, None])[:, :, None], -np.ones(d.shape + (1,))]
+    if estimate_c:
+        cols.append((d / c[:, None] ** 2)[:, :, None])
+    return np.concatenate(cols, axis=2)
+
+
+def _refine(S, dt, w, P, t0, c, k, estimate_c=False, iterations=30):
+    """Weighted Levenberg–Marquardt from (P, t0[, c]); returns P, t0, c (vectorised)."""
+    P, t0, c = P.copy(), t0.copy(), np.broadcast_to(np.asarray(c, float), t0.shape).copy()
+    q = k + 1 + int(estimate_c)
+    lam = np.full(len(t0), 1e-3)
+    cost = np.sum(w * _residuals(S, dt, P, t0, c) ** 2, axis=1)
+    eye = np.eye(q)
+    for _ in range(iterations):
+        r = _residuals(S, dt, P, t0, c)
+        J = _jacobian(S, P, c, k, estimate_c)
+        JtJ = np.einsum("bni,bn,bnj->bij", J, w, J)
+        Jtr = np.einsum("bni,bn,bn->bi", J, w, r)
+        d = np.sqrt(np.maximum(np.einsum("bii->bi", JtJ), 1e-300))
+        A = JtJ / d[:, :, None] / d[:, None, :] + lam[:, None, None] * eye
+        step = -np.linalg.solve(A, (Jtr / d)[:, :, None])[:, :, 0] / d
+        P_new = P.copy()
+        P_new[:, :k] += step[:, :k]
+        t0_new = t0 + step[:, k]
+        c_new = c + step[:, k + 1] if estimate_c else c
+        cost_new = np.sum(w * _residuals(S, dt, P_new, t0_new, c_new) ** 2, axis=1)
+        better = np.isfinite(cost_new) & (cost_new <= cost)
+        P[better], t0[better], c[better] = P_new[better], t0_new[better], c_new[better]
+        small = np.max(np.abs(step[:, :k]), axis=1) < 1e-7
+        lam = np.where(better, np.maximum(lam / 5.0, 1e-12), lam * 10.0)
+        cost = np.where(better, cost_new, cost)
+        if np.all(small | (lam > 1e8)):
+            break
+    return P, t0, c
+
+
+# ----------------------------------------------------------------------------
+# Uncertainty
+
+
+def _uncertainty(S, P, c, k, used, sigma_s, estimate_c):
+    """Position covariance (3, 3, m^2), 95 % ellipse and GDOP at one solution."""
+    J = _jacobian(S[None][:, used], P[None], np.array([c]), k, estimate_c)[0]
+    JtJ = J.T @ J
+    cov3 = np.full((3, 3), np.nan)
+    try:
+        if np.linalg.cond(JtJ) > 1e14:
+            raise np.linalg.LinAlgError("singular")
+        inv = np.linalg.inv(JtJ) * sigma_s ** 2
+    except np.linalg.LinAlgError:
+        return cov3, _NAN_ELLIPSE, math.inf
+    cov3 = np.zeros((3, 3))
+    cov3[:k, :k] = inv[:k, :k]
+    # GDOP: range units, unit vectors and range bias (as in GNSS).
+    H = np.concatenate([J[:, :k] * c, np.ones((len(J), 1))], axis=1)
+    try:
+        gdop = float(math.sqrt(np.trace(np.linalg.inv(H.T @ H))))
+    except np.linalg.LinAlgError:
+        gdop = math.inf
+    return cov3, ellipse95(cov3), gdop
+
+
+def ellipse95(covariance_m2):
+    """95 % horizontal error ellipse of an ENU covariance ((2, 2) or (3, 3), m^2)."""
+    C = np.asarray(covariance_m2, dtype=float)[:2, :2]
+    if not np.all(np.isfinite(C)):
+        return _NAN_ELLIPSE
+    vals, vecs = np.linalg.eigh(0.5 * (C + C.T))
+    vals = np.maximum(vals, 0.0)
+    major = math.sqrt(CHI2_2DOF_95 * vals[1])
+    minor = math.sqrt(CHI2_2DOF_95 * vals[0])
+    east, north = vecs[0, 1], vecs[1, 1]
+    azimuth = math.degrees(math.atan2(east, north)) % 180.0
+    return Ellipse(major, minor, azimuth)
+
+
+def cramer_rao_bound(sensors_m, source_m, timing_sigma_s, *, speed_of_sound_m_s=None,
+                     temperature_c=DEFAULT_TEMPERATURE_C, mode=None):
+    """Cramér–Rao lower bound on the source-position covariance (3, 3, m^2).
+
+    Independent Gaussian arrival-time errors of ``timing_sigma_s`` (s) at every
+    sensor; the emission time is a nuisance unknown; the speed of sound is
+    known.  In ``2.5d`` the source height is given (``source_m[2]``), so the
+    up row/column is zero.  ``sqrt(trace)`` is the least RMS position error any
+    unbiased locator can reach with this geometry.
+    """
+    c = _speed(temperature_c, None, speed_of_sound_m_s)
+    s = _sensors_array(sensors_m)
+    mode = _pick_mode(mode, s.shape[1])
+    k = 3 if mode == "3d" else 2
+    src = np.zeros(3)
+    src[:len(np.ravel(source_m))] = np.ravel(source_m)
+    s3 = np.zeros((len(s), 3))
+    s3[:, :s.shape[1]] = s
+    if mode == "2d":
+        s3[:, 2] = 0.0
+        src[2] = 0.0
+    J = _jacobian(s3[None], src[None], np.array([c]), k, False)[0]
+    if len(J) < k + 1:
+        raise ValueError(f"need at least {k + 1} sensors in {mode} mode")
+    fim = J.T @ J / float(timing_sigma_s) ** 2
+    cov = np.zeros((3, 3))
+    cov[:k, :k] = np.linalg.inv(fim)[:k, :k]
+    return cov
+
+
+# ----------------------------------------------------------------------------
+# The robust single-event locator
+
+
+def _groups(sensors):
+    """Index of the distinct sensor position of each row (duplicates share one)."""
+    _, inverse = np.unique(np.round(sensors, 3), axis=0, return_inverse=True)
+    return inverse.ravel()
+
+
+def _subsets(valid_idx, group, m):
+    """Minimal subsets of distinct sensors: all of them, or a deterministic sample."""
+    n = len(valid_idx)
+    total = math.comb(n, m)
+    if total <= MAX_SUBSETS:
+        subs = np.array(list(itertools.combinations(valid_idx, m)), dtype=int).reshape(-1, m)
+    else:
+        rng = np.random.default_rng(_RNG_SEED)
+        subs = np.array([rng.choice(valid_idx, m, replace=False) for _ in range(MAX_SUBSETS)])
+    distinct = np.array([len(set(group[s])) == m for s in subs], dtype=bool) if len(subs) else subs
+    return subs[distinct] if len(subs) else subs
+
+
+def _select(r, valid, group, gate):
+    """Per candidate: inlier mask (one arrival per sensor, best fit), counts.
+
+    r: (C, N) residuals; returns used (C, N), n_inliers (C,), n_early (C,), sse (C,).
+    """
+    absr = np.where(valid, np.abs(r), np.inf)
+    inl = absr <= gate
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    used = np.zeros_like(inl)
+    for g in range(n_groups):
+        cols = np.flatnonzero(group == g)
+        if len(cols) == 1:
+            used[:, cols[0]] = inl[:, cols[0]]
+        else:
+            best = cols[np.argmin(absr[:, cols], axis=1)]
+            rows = np.arange(len(r))
+            used[rows, best] = inl[rows, best]
+    early_group = np.zeros((len(r), n_groups), dtype=bool)
+    has_used = np.zeros((len(r), n_groups), dtype=bool)
+    early = valid & (r < -gate)
+    for g in range(n_groups):
+        cols = group == g
+        early_group[:, g] = np.any(early[:, cols], axis=1)
+        has_used[:, g] = np.any(used[:, cols], axis=1)
+    n_early = np.sum(early_group & ~has_used, axis=1)
+    sse = np.sum(np.where(used, r * r, 0.0), axis=1)
+    return used, used.sum(axis=1), n_early, sse
+
+
+def _fit_set(prob, used, P, t0, estimate_c):
+    S = prob.sensors[None]
+    dt = np.where(np.isfinite(prob.dt_s), prob.dt_s, 0.0)[None]
+    w = used.astype(float)[None]
+    P, t0, c = _refine(S, dt, w, P[None], np.array([t0]), prob.c_m_s, prob.k, estimate_c)
+    return P[0], float(t0[0]), float(c[0])
+
+
+def _consensus(prob, valid, group, gate, estimate_c):
+    """Best (used mask, P, t0, c) and distinct rival solutions as a list."""
+    k, m = prob.k, prob.k + 1
+    valid_idx = np.flatnonzero(valid)
+    subs = _subsets(valid_idx, group, m)
+    if len(subs) == 0:
+        return None, []
+    dt = np.where(valid, prob.dt_s, 0.0)
+    P, t0, ok = _minimal_candidates(prob.sensors[subs], dt[subs], k, prob.c_m_s)
+    P, t0 = P[ok], t0[ok]
+    if len(P) == 0:
+        return None, []
+    r = _residuals(prob.sensors[None], dt[None], P, t0, np.full(len(t0), prob.c_m_s))
+    used, n_in, n_early, sse = _select(r, valid, group, gate)
+    order = np.lexsort((sse, n_early, -n_in))
+    best_key = (n_in[order[0]], n_early[order[0]])
+    # Refine the best candidate, and rivals with an equally good but different set.
+    tried, results = [], []
+    for i in order[:64]:
+        if (n_in[i], n_early[i]) != best_key and results:
+            break
+        mask = used[i]
+        if any(np.array_equal(mask, t_mask) and np.linalg.norm(P[i] - t_pos) < _DISTINCT_M
+               for t_mask, t_pos in tried):
+            continue
+        tried.append((mask, P[i]))
+        results.append(_iterate(prob, valid, group, gate, mask, P[i], t0[i], estimate_c))
+        if len(tried) >= 6:
+            break
+    return results[0], results[1:]
+
+
+def _iterate(prob, valid, group, gate, mask, P, t0, estimate_c):
+    """Refit on the set, re-gate against all arrivals, until the set is stable."""
+    c = prob.c_m_s
+    dt = np.where(valid, prob.dt_s, 0.0)
+    for _ in range(5):
+        fit_c = estimate_c and mask.sum() >= prob.k + 3
+        P, t0, c = _fit_set(prob, mask, P, t0, fit_c)
+        r = _residuals(prob.sensors[None], dt[None], P[None], np.array([t0]), np.array([c]))
+        new_mask = _select(r, valid, group, gate)[0][0]
+        if new_mask.sum() < prob.k + 1 or np.array_equal(new_mask, mask):
+            break
+        mask = new_mask
+    return mask, P, t0, c
+
+
+def _reason(valid, used, r, group, gate):
+    reasons = []
+    for i in range(len(r)):
+        if not valid[i]:
+            reasons.append("missing")
+        elif used[i]:
+            reasons.append("used")
+        elif abs(r[i]) <= gate and used[group == group[i]].any():
+            reasons.append("duplicate: another arrival at this sensor fits better")
+        elif r[i] > 0:
+            reasons.append(f"late by {r[i] * 1e3:.3f} ms: echo or diffracted path")
+        else:
+            reasons.append(f"early by {-r[i] * 1e3:.3f} ms: not from this source")
+    return tuple(reasons)
+
+
+def _empty_fix(prob, status, message, sigma, valid):
+    n = len(prob.dt_s)
+    reasons = tuple("not used" if valid[i] else "missing" for i in range(n))
+    return Fix(status=status, position_m=_frozen(np.full(3, np.nan)), t_emit_s=math.nan,
+               covariance_m2=_frozen(np.full((3, 3), np.nan)), ellipse95_m=_NAN_ELLIPSE,
+               used=_frozen(np.zeros(n, bool), bool), residuals_s=_frozen(np.full(n, np.nan)),
+               reasons=reasons, residual_rms_s=math.nan, timing_sigma_s=sigma,
+               timing_sigma_source="given" if sigma == sigma else "default",
+               gdop=math.nan, speed_of_sound_m_s=prob.c_m_s, mode=prob.mode, message=message)
+
+
+def _make_fix(prob, valid, group, gate, mask, P, t0, c, sigma_given, estimate_c, status, message):
+    dt = np.where(valid, prob.dt_s, 0.0)
+    r = _residuals(prob.sensors[None], dt[None], P[None], np.array([t0]), np.array([c]))[0]
+    r = np.where(valid, r, np.nan)
+    n_used = int(mask.sum())
+    q = prob.k + 1 + int(estimate_c and n_used >= prob.k + 3)
+    rms = float(np.sqrt(np.mean(r[mask] ** 2))) if n_used else math.nan
+    if sigma_given is not None:
+        sigma, source = float(sigma_given), "given"
+    elif n_used > q:
+        sigma, source = float(np.sqrt(np.sum(r[mask] ** 2) / (n_used - q))), "residuals"
+    else:
+        sigma, source = DEFAULT_TIMING_SIGMA_S, "default"
+    cov, ell, gdop = _uncertainty(prob.sensors, P, c, prob.k, mask, sigma, q > prob.k + 1)
+    if not np.all(np.isfinite(cov)) and status == "ok":
+        status, message = "degenerate", "the geometry leaves the position unresolved (singular Jacobian)"
+    return Fix(status=status, position_m=_frozen(P + prob.offset_m), t_emit_s=prob.t_ref_s + t0,
+               covariance_m2=_frozen(cov), ellipse95_m=ell, used=_frozen(mask, bool),
+               residuals_s=_frozen(r), reasons=_reason(valid, mask, r, group, gate),
+               residual_rms_s=rms, timing_sigma_s=sigma, timing_sigma_source=source, gdop=gdop,
+               speed_of_sound_m_s=c, mode=prob.mode, message=message)
+
+
+def _geometry_rank(points, k):
+    """Number of independent directions spanned by the points (relative tolerance)."""
+    if len(points) < 2:
+        return 0
+    sv = np.linalg.svd(points[:, :k] - points[:, :k].mean(axis=0), compute_uv=False)
+    return int(np.sum(sv > _GEOMETRY_RTOL * max(sv[0], 1e-300)))
+
+
+def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
+           relative_humidity_pct=None, speed_of_sound_m_s=None, timing_sigma_s=None,
+           mode=None, source_up_m=None, estimate_speed=False, gate_s=None):
+    """Locate one impulse from its arrival times; robust to late (echo) arrivals.
+
+    Parameters
+    ----------
+    sensors_m : (N, 2) or (N, 3) array
+        Sensor positions, local east/north[/up] metres.  Rows may repeat a
+        sensor (several candidate pulses at one sensor); at most one arrival
+        per sensor position is used.
+    arrival_times_s : (N,) array
+        Arrival time at each sensor (s), absolute (POSIX) or relative; NaN
+        marks a missing arrival.
+    temperature_c, relative_humidity_pct : float
+        Air temperature and humidity for the speed of sound (Cramer 1993),
+        unless ``speed_of_sound_m_s`` is given.
+    timing_sigma_s : float or None
+        Arrival-time standard error (s).  None: estimated from the residuals
+        (100 µs when there is no redundancy).
+    mode : "2d" | "2.5d" | "3d" | None
+        None: ``2.5d`` for (N, 3) sensors, ``2d`` for (N, 2).
+    source_up_m : float or None
+        Source height in ``2.5d`` (m, same frame); None: the median sensor height.
+    estimate_speed : bool
+        Also fit the speed of sound (needs at least k+3 consistent sensors).
+    gate_s : float or None
+        Largest residual accepted as consistent; None: 4 sigma if
+        ``timing_sigma_s`` is given, else 2 ms.
+
+    Returns
+    -------
+    Fix
+    """
+    c = _speed(temperature_c, relative_humidity_pct, speed_of_sound_m_s)
+    if timing_sigma_s is not None and not (math.isfinite(timing_sigma_s) and timing_sigma_s > 0):
+        raise ValueError(f"timing_sigma_s must be positive, got {timing_sigma_s!r}")
+    prob = _prepare(sensors_m, arrival_times_s, mode, source_up_m, c)
+    if gate_s is None:
+        gate_s = GATE_SIGMAS * timing_sigma_s if timing_sigma_s is not None else DEFAULT_GATE_S
+    valid = np.isfinite(prob.dt_s)
+    group = _groups(prob.sensors)
+    k, m = prob.k, prob.k + 1
+    sigma_nan = math.nan if timing_sigma_s is None else float(timing_sigma_s)
+    n_distinct = len(set(group[valid]))
+    if n_distinct < m:
+        return _empty_fix(prob, "insufficient",
+                          f"{n_distinct} sensors with arrivals; {prob.mode} needs at least {m}",
+                          sigma_nan, valid)
+    rank = _geometry_rank(prob.sensors[valid], k)
+    if rank < k:
+        what = "collinear" if k == 2 else "coplanar"
+        return _empty_fix(prob, "degenerate",
+                          f"sensors are {what}: a source and its mirror image fit equally",
+                          sigma_nan, valid)
+    best, rivals = _consensus(prob, valid, group, gate_s, estimate_speed)
+    if best is None:
+        return _empty_fix(prob, "degenerate", "no closed-form solution for any sensor subset",
+                          sigma_nan, valid)
+    mask, P, t0, c_fit = best
+    n_used = int(mask.sum())
+    status, message = "ok", ""
+    if n_used == m:
+        message = f"no redundancy: {m} arrivals fit exactly, none can be checked"
+    if n_used < n_distinct:
+        message = (message + "; " if message else "") + f"{n_distinct - n_used} sensor(s) rejected"
+    fix = _make_fix(prob, valid, group, gate_s, mask, P, t0, c_fit, timing_sigma_s,
+                    estimate_speed, status, message)
+    alternatives = []
+    for r_mask, r_P, r_t0, r_c in rivals:
+        if r_mask.sum() < n_used:
+            continue
+        rival = _make_fix(prob, valid, group, gate_s, r_mask, r_P, r_t0, r_c, timing_sigma_s,
+                          estimate_speed, "ambiguous", "alternative solution")
+        if all(_distinct(rival, other) for other in [fix] + alternatives):
+            alternatives.append(rival)
+    if alternatives:
+        primary_first = sorted([fix] + alternatives,
+                               key=lambda f: float(np.linalg.norm(f.position_m[:2] - prob.offset_m[:2])))
+        fix = primary_first[0]
+        alternatives = primary_first[1:]
+        n = len(alternatives) + 1
+        fix = _replace(fix, status="ambiguous",
+                       message=f"{n} solutions fit the arrivals equally well; nearest the array first",
+                       alternatives=tuple(_replace(a, status="ambiguous", message="alternative solution")
+                                          for a in alternatives))
+    return fix
+
+
+def _distinct(a, b):
+    """Whether two fixes are different solutions, not the same one seen twice."""
+    majors = [f.ellipse95_m.major_m for f in (a, b) if math.isfinite(f.ellipse95_m.major_m)]
+    scale = max([_DISTINCT_M] + [3.0 * min(majors)] if majors else [_DISTINCT_M])
+    return float(np.linalg.norm(a.position_m - b.position_m)) > scale
+
+
+def _replace(fix, **changes):
+    import dataclasses
+
+    return dataclasses.replace(fix, **changes)
+
+
+def locate_llh(sensors_llh, arrival_times_s, *, frame=None, **kwargs):
+    """:func:`locate` for WGS84 sensors ``(N, 3)`` latitude, longitude (deg), altitude (m).
+
+    Works in a local ENU frame (``frame`` or one centred on the sensors, see
+    :func:`shotline.geo.frame_for`); ``source_up_m`` (2.5-D) is an altitude
+    (m, WGS84) here.  The Fix carries ENU metres in that frame and
+    ``position_llh`` (also for each alternative).
+    """
+    from shotline.geo import frame_for
+
+    llh = np.asarray(sensors_llh, dtype=float)
+    if llh.ndim != 2 or llh.shape[1] != 3:
+        raise ValueError(f"sensors_llh must have shape (N, 3): lat, lon (deg), alt (m); got {llh.shape}")
+    frame = frame or frame_for(llh)
+    enu = frame.to_enu(llh)
+    if kwargs.get("source_up_m") is not None:
+        lat0, lon0 = frame.lat0_deg, frame.lon0_deg
+        kwargs["source_up_m"] = float(frame.to_enu([lat0, lon0, kwargs["source_up_m"]])[2])
+    fix = locate(enu, arrival_times_s, **kwargs)
+    return _with_llh(fix, frame)
+
+
+def _with_llh(fix, frame):
+    alts = tuple(_with_llh(a, frame) for a in fix.alternatives)
+    llh = (_frozen(frame.to_llh(fix.position_m)) if np.all(np.isfinite(fix.position_m))
+           else _frozen(np.full(3, np.nan)))
+    return _replace(fix, position_llh=llh, alternatives=alts)
+
+
+# ----------------------------------------------------------------------------
+# Batch
+
+
+@dataclass(frozen=True)
+class BatchFix:
+    """Fixes for B events at once (arrays over events; per-arrival arrays (B, N)).
+
+    ``fix(i)`` / ``batch[i]`` gives the :class:`Fix` of one event.
+    """
+
+    status: np.ndarray         # (B,) str
+    position_m: np.ndarray     # (B, 3)
+    t_emit_s: np.ndarray       # (B,)
+    covariance_m2: np.ndarray  # (B, 3, 3)
+    used: np.ndarray           # (B, N) bool
+    residuals_s: np.ndarray    # (B, N)
+    residual_rms_s: np.ndarray  # (B,)
+    timing_sigma_s: np.ndarray  # (B,)
+    timing_sigma_source: str   # "given" | "residuals"
+    speed_of_sound_m_s: float
+    mode: str
+    _fixes: tuple = field(repr=False, default=None)
+
+    def __len__(self):
+        return len(self.status)
+
+    def __getitem__(self, i):
+        return self.fix(i)
+
+    def __iter__(self):
+        return (self.fix(i) for i in range(len(self)))
+
+    def fix(self, i):
+        if self._fixes is not None and self._fixes[i] is not None:
+            return self._fixes[i]
+        cov = self.covariance_m2[i]
+        n = self.used.shape[1]
+        used = self.used[i]
+        reasons = tuple("used" if used[j] else ("missing" if np.isnan(self.residuals_s[i, j]) else "not used")
+                        for j in range(n))
+        return Fix(status=str(self.status[i]), position_m=_frozen(self.position_m[i]),
+                   t_emit_s=float(self.t_emit_s[i]), covariance_m2=_frozen(cov),
+                   ellipse95_m=ellipse95(cov), used=_frozen(used, bool),
+                   residuals_s=_frozen(self.residuals_s[i]), reasons=reasons,
+                   residual_rms_s=float(self.residual_rms_s[i]),
+                   timing_sigma_s=float(self.timing_sigma_s[i]),
+                   timing_sigma_source=self.timing_sigma_source,
+                   gdop=math.nan, speed_of_sound_m_s=self.speed_of_sound_m_s, mode=self.mode,
+                   message="batch (non-robust) solution")
+
+
+def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
+                 relative_humidity_pct=None, speed_of_sound_m_s=None, timing_sigma_s=None,
+                 mode=None, source_up_m=None, robust=False):
+    """Locate B events at once.
+
+    ``sensors_m`` is (N, D) shared by all events or (B, N, D); ``arrival_times_s``
+    is (B, N) with NaN for a missing arrival.  The default path is vectorised
+    NumPy (linear start + Levenberg–Marquardt over the whole batch) and uses
+    every arrival given: no echo rejection.  Events with only the minimal
+    number of arrivals, and every event when ``robust=True``, go through
+    :func:`locate` one by one (consensus, echo rejection, ambiguity).
+    ``source_up_m`` may be a scalar or (B,).
+    """
+    c = _speed(temperature_c, relative_humidity_pct, speed_of_sound_m_s)
+    t = np.asarray(arrival_times_s, dtype=float)
+    if t.ndim != 2:
+        raise ValueError(f"arrival_times_s must have shape (B, N), got {t.shape}")
+    B, N = t.shape
+    s = np.asarray(sensors_m, dtype=float)
+    if s.ndim == 2:
+        s = np.broadcast_to(s, (B,) + s.shape)
+    if s.ndim != 3 or s.shape[:2] != (B, N) or s.shape[2] not in (2, 3):
+        raise ValueError(f"sensors_m must have shape (N, D) or (B, N, D) with D 2 or 3, got {np.shape(sensors_m)}")
+    if not np.all(np.isfinite(s)) or np.any(np.isinf(t)):
+        raise ValueError("sensor positions must be finite and arrival times finite or NaN")
+    if timing_sigma_s is not None and not (math.isfinite(timing_sigma_s) and timing_sigma_s > 0):
+        raise ValueError(f"timing_sigma_s must be positive, got {timing_sigma_s!r}")
+    mode = _pick_mode(mode, s.shape[2])
+    k = 3 if mode == "3d" else 2
+    valid = np.isfinite(t)
+    w = valid.astype(float)
+    n_valid = valid.sum(axis=1)
+    t_ref = np.where(n_valid > 0, np.nanmin(np.where(valid, t, np.inf), axis=1), 0.0)
+    dt = np.where(valid, t - t_ref[:, None], 0.0)
+    s3 = np.zeros((B, N, 3))
+    s3[:, :, :s.shape[2]] = s
+    centre = np.einsum("bn,bnd->bd", w, s3) / np.maximum(n_valid, 1)[:, None]
+    if mode == "2d":
+        s3[:, :, 2] = 0.0
+        centre[:, 2] = 0.0
+    elif mode == "2.5d":
+        if source_up_m is None:
+            zs = np.where(valid, s3[:, :, 2], np.nan)
+            z0 = np.nanmedian(np.where(n_valid[:, None] > 0, zs, 0.0), axis=1)
+        else:
+            z0 = np.broadcast_to(np.asarray(source_up_m, dtype=float), (B,))
+        centre[:, 2] = z0
+    S = s3 - centre[:, None, :]
+
+    P0, t00 = _linear_start(S, dt, w, k, c)
+    P, t0, _ = _refine(S, dt, w, P0, t00, c, k)
+    r = np.where(valid, _residuals(S, dt, P, t0, np.full(B, c)), np.nan)
+    q = k + 1
+    dof = n_valid - q
+    rss = np.nansum(r ** 2, axis=1)
+    rms = np.sqrt(rss / np.maximum(n_valid, 1))
+    if timing_sigma_s is not None:
+        sigma = np.full(B, float(timing_sigma_s))
+    else:
+        sigma = np.where(dof > 0, np.sqrt(rss / np.maximum(dof, 1)), DEFAULT_TIMING_SIGMA_S)
+    J = _jacobian(S, P, np.full(B, c), k, False)
+    JtJ = np.einsum("bni,bn,bnj->bij", J, w, J)
+    det_ok = np.linalg.cond(JtJ) < 1e14
+    cov = np.full((B, 3, 3), np.nan)
+    if det_ok.any():
+        inv = np.linalg.inv(JtJ[det_ok])
+        c3 = np.zeros((int(det_ok.sum()), 3, 3))
+        c3[:, :k, :k] = inv[:, :k, :k] * (sigma[det_ok] ** 2)[:, None, None]
+        cov[det_ok] = c3
+    status = np.where(det_ok, "ok", "degenerate").astype(object)
+    status[n_valid < q + 1] = "insufficient"
+    position = P + centre
+    fixes = [None] * B
+    slow = np.flatnonzero(robust | (n_valid <= q))
+    for i in slow:
+        f = locate(s[i], t[i], speed_of_sound_m_s=c, timing_sigma_s=timing_sigma_s, mode=mode,
+                   source_up_m=None if source_up_m is None else float(centre[i, 2]))
+        fixes[i] = f
+        status[i], position[i], t_ref[i], t0[i] = f.status, f.position_m, f.t_emit_s, 0.0
+        cov[i], r[i], w[i], rms[i], sigma[i] = f.covariance_m2, f.residuals_s, f.used, f.residual_rms_s, f.timing_sigma_s
+    return BatchFix(status=status.astype(str), position_m=position, t_emit_s=t_ref + t0,
+                    covariance_m2=cov, used=w > 0, residuals_s=r, residual_rms_s=rms,
+                    timing_sigma_s=sigma,
+                    timing_sigma_source="given" if timing_sigma_s is not None else "residuals",
+                    speed_of_sound_m_s=c, mode=mode, _fixes=tuple(fixes) if len(slow) else None)
