@@ -22,6 +22,7 @@ EXIT_INTERRUPTED = 130
 # (name, module under shotline.commands, one-line help)
 COMMANDS = (
     ("simulate", "simulate", "render a scenario to per-sensor audio and truth"),
+    ("locate", "locate", "locate impulses from arrival times (TDOA)"),
 )
 
 
