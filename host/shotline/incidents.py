@@ -1,0 +1,220 @@
+"""Incidents: located events a person reviews, with an audit trail.
+
+An incident is one located impulsive event (a shot or a burst) in the shared
+SQLite store (:class:`shotline.store.Store`, tables from its migration
+"incidents, incident audit trail, webhook outbox").  Its life:
+
+    new -> reviewed -> dispatched | dismissed    (any change allowed, never silently)
+
+Every status change, including creation, appends a row to ``incident_audit``
+(time, old and new status, who, note); rows are never updated or deleted.
+
+An incident dict has:
+
+- ``id`` (int), ``uid`` (str, stable: same event -> same uid, so recording it
+  twice stores it once), ``event_id`` (the store's event row or None);
+- ``time_utc_s`` (emission time, POSIX s), ``lat_deg``, ``lon_deg``, ``alt_m``;
+- ``ellipse_major_m``, ``ellipse_minor_m`` (95 % semi-axes, m),
+  ``ellipse_azimuth_deg`` (major axis, clockwise from north);
+- ``sensors`` (list of sensor ids used), ``n_shots`` (impulses in the burst);
+- optional ``class``, ``probability`` (0..1) and ``reasons`` (list of str)
+  from the classifier;
+- ``alert`` (bool: passed the alert threshold, see :func:`should_alert`),
+  ``status``, ``created_utc_s``, ``updated_utc_s``, ``extra`` (dict).
+"""
+import json
+import math
+import time
+
+STATUSES = ("new", "reviewed", "dismissed", "dispatched")
+ALERT_CLASS = "gunshot"
+
+MIGRATION = ("incidents, incident audit trail, webhook outbox", """
+CREATE TABLE incidents (
+    id             INTEGER PRIMARY KEY,
+    uid            TEXT NOT NULL UNIQUE,
+    event_id       INTEGER REFERENCES events(id),
+    time_utc_s     REAL NOT NULL,
+    lat_deg        REAL NOT NULL,
+    lon_deg        REAL NOT NULL,
+    alt_m          REAL,
+    ellipse_major_m REAL,
+    ellipse_minor_m REAL,
+    ellipse_azimuth_deg REAL,
+    sensors        TEXT NOT NULL,
+    n_shots        INTEGER NOT NULL DEFAULT 1,
+    class          TEXT,
+    probability    REAL,
+    reasons        TEXT,
+    alert          INTEGER NOT NULL DEFAULT 1,
+    status         TEXT NOT NULL DEFAULT 'new'
+                   CHECK (status IN ('new', 'reviewed', 'dismissed', 'dispatched')),
+    created_utc_s  REAL NOT NULL,
+    updated_utc_s  REAL NOT NULL,
+    extra          TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX incidents_time ON incidents (time_utc_s);
+CREATE TABLE incident_audit (
+    id             INTEGER PRIMARY KEY,
+    incident_id    INTEGER NOT NULL REFERENCES incidents(id),
+    time_utc_s     REAL NOT NULL,
+    old_status     TEXT,
+    new_status     TEXT NOT NULL,
+    by             TEXT NOT NULL,
+    note           TEXT
+);
+CREATE INDEX incident_audit_incident ON incident_audit (incident_id, id);
+CREATE TABLE webhook_outbox (
+    id             INTEGER PRIMARY KEY,
+    url            TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    body           BLOB NOT NULL,
+    content_type   TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_attempt_utc_s REAL NOT NULL,
+    delivered_utc_s REAL,
+    gave_up_utc_s  REAL,
+    last_error     TEXT,
+    created_utc_s  REAL NOT NULL,
+    UNIQUE (url, idempotency_key)
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (delivered_utc_s, gave_up_utc_s,
+                                                    next_attempt_utc_s);
+""")
+
+
+class IncidentError(ValueError):
+    """An incident record or status change that cannot be accepted."""
+
+
+def should_alert(incident, threshold=0.5):
+    """Alert (True) or record only (False).
+
+    With no classification every located event alerts (a person reviews it);
+    with one, only class ``gunshot`` at ``probability >= threshold`` does.
+    """
+    cls = incident.get("class")
+    if cls is None:
+        return True
+    return cls == ALERT_CLASS and float(incident.get("probability") or 0.0) >= threshold
+
+
+def _finite(value, name, required=True):
+    if value is None:
+        if required:
+            raise IncidentError(f"incident lacks {name}")
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise IncidentError(f"incident {name} is not a number: {value!r}") from None
+    if not math.isfinite(value):
+        raise IncidentError(f"incident {name} is not finite: {value!r}")
+    return value
+
+
+def _decode(row):
+    row = dict(row)
+    row["sensors"] = json.loads(row["sensors"])
+    row["reasons"] = json.loads(row["reasons"]) if row["reasons"] is not None else None
+    row["extra"] = json.loads(row["extra"])
+    row["alert"] = bool(row["alert"])
+    return row
+
+
+def record_incident(store, incident, *, threshold=0.5, by="shotline", now_utc_s=None):
+    """Store a located event as an incident (status ``new``); returns the incident dict.
+
+    ``incident`` has the fields in the module docstring (``uid``,
+    ``time_utc_s``, ``lat_deg`` and ``lon_deg`` required).  Recording the same
+    ``uid`` again returns the stored incident unchanged.
+    """
+    uid = str(incident.get("uid") or "")
+    if not uid or any(c in uid for c in " ,<&\"'"):
+        raise IncidentError(f"incident uid must be non-empty without spaces, commas, <, &, "
+                            f"quotes: {uid!r}")
+    lat = _finite(incident.get("lat_deg"), "lat_deg")
+    lon = _finite(incident.get("lon_deg"), "lon_deg")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise IncidentError(f"incident position out of range: {lat}, {lon}")
+    prob = _finite(incident.get("probability"), "probability", required=False)
+    if prob is not None and not 0.0 <= prob <= 1.0:
+        raise IncidentError(f"probability must be within 0..1, got {prob}")
+    now = time.time() if now_utc_s is None else float(now_utc_s)
+    alert = incident.get("alert")
+    alert = should_alert(incident, threshold) if alert is None else bool(alert)
+    row = (uid, incident.get("event_id"), _finite(incident.get("time_utc_s"), "time_utc_s"),
+           lat, lon, _finite(incident.get("alt_m"), "alt_m", False),
+           _finite(incident.get("ellipse_major_m"), "ellipse_major_m", False),
+           _finite(incident.get("ellipse_minor_m"), "ellipse_minor_m", False),
+           _finite(incident.get("ellipse_azimuth_deg"), "ellipse_azimuth_deg", False),
+           json.dumps([str(s) for s in incident.get("sensors") or ()]),
+           int(incident.get("n_shots") or 1), incident.get("class"), prob,
+           None if incident.get("reasons") is None else json.dumps(list(incident["reasons"])),
+           int(alert), now, now, json.dumps(incident.get("extra") or {}, allow_nan=False))
+    with store.transaction() as db:
+        cur = db.execute(
+            """INSERT INTO incidents (uid, event_id, time_utc_s, lat_deg, lon_deg, alt_m,
+                   ellipse_major_m, ellipse_minor_m, ellipse_azimuth_deg, sensors, n_shots,
+                   class, probability, reasons, alert, created_utc_s, updated_utc_s, extra)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT (uid) DO NOTHING""", row)
+        if cur.rowcount == 1:
+            db.execute("""INSERT INTO incident_audit (incident_id, time_utc_s, old_status,
+                              new_status, by, note) VALUES (?,?,?,?,?,?)""",
+                       (cur.lastrowid, now, None, "new", by, "located"))
+    return get_incident(store, uid=uid)
+
+
+def get_incident(store, incident_id=None, *, uid=None):
+    """One incident by id or uid; raises ``IncidentError`` if there is none."""
+    if uid is not None:
+        rows = store.query("SELECT * FROM incidents WHERE uid=?", (str(uid),))
+    else:
+        rows = store.query("SELECT * FROM incidents WHERE id=?", (int(incident_id),))
+    if not rows:
+        raise IncidentError(f"no incident {uid if uid is not None else incident_id}")
+    return _decode(rows[0])
+
+
+def list_incidents(store, *, status=None, since_utc_s=None):
+    """Incidents, oldest first, optionally only one status or since a time."""
+    sql, params = "SELECT * FROM incidents WHERE 1", []
+    if status is not None:
+        if status not in STATUSES:
+            raise IncidentError(f"status must be one of {', '.join(STATUSES)}")
+        sql += " AND status=?"
+        params.append(status)
+    if since_utc_s is not None:
+        sql += " AND time_utc_s>=?"
+        params.append(float(since_utc_s))
+    return [_decode(r) for r in store.query(sql + " ORDER BY time_utc_s, id", params)]
+
+
+def set_status(store, incident_id, status, *, by, note=None, now_utc_s=None):
+    """Change an incident's status and append the change to its audit trail."""
+    if status not in STATUSES:
+        raise IncidentError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    by = (by or "").strip()
+    if not by:
+        raise IncidentError("a status change needs the name of who made it (--by)")
+    now = time.time() if now_utc_s is None else float(now_utc_s)
+    with store.transaction() as db:
+        row = db.execute("SELECT status FROM incidents WHERE id=?", (int(incident_id),)).fetchone()
+        if row is None:
+            raise IncidentError(f"no incident {incident_id}")
+        old = row["status"] if isinstance(row, dict) else row[0]
+        if old == status:
+            raise IncidentError(f"incident {incident_id} is already {status}")
+        db.execute("UPDATE incidents SET status=?, updated_utc_s=? WHERE id=?",
+                   (status, now, int(incident_id)))
+        db.execute("""INSERT INTO incident_audit (incident_id, time_utc_s, old_status,
+                          new_status, by, note) VALUES (?,?,?,?,?,?)""",
+                   (int(incident_id), now, old, status, by, note))
+    return get_incident(store, incident_id)
+
+
+def audit_trail(store, incident_id):
+    """Status changes of one incident, oldest first."""
+    return store.query("SELECT * FROM incident_audit WHERE incident_id=? ORDER BY id",
+                       (int(incident_id),))
