@@ -25,6 +25,8 @@ import sqlite3
 import threading
 import time
 
+from shotline.incidents import MIGRATION as _INCIDENTS_MIGRATION
+
 # (title, SQL).  Append only: entry i brings the schema to version i + 1.
 MIGRATIONS = [
     ("sensors, triggers, heartbeats, events, snippets", """
@@ -93,6 +95,7 @@ CREATE TABLE snippets (
     UNIQUE (sensor_id, seq)
 );
 """),
+    _INCIDENTS_MIGRATION,
 ]
 
 # Trigger keys with their own column; every other key goes to ``features``.
