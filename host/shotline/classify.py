@@ -95,8 +95,7 @@ def event_position_m(event):
     pos = _get(event, "position_m")
     if pos is None and _get(event, "fix") is not None:
         fix = _get(event, "fix")
-        status = _get(fix, "status")
-        if status is None or str(status).lower() in ("ok", "good", "located", "converged"):
+        if _get(fix, "status", "ok") == "ok":
             pos = _get(fix, "position_m")
     if pos is None:
         return None
@@ -107,17 +106,19 @@ def event_position_m(event):
 
 
 def event_location_error_m(event):
-    """A size of the location uncertainty in metres (NaN if unknown)."""
+    """Semi-major axis of the 95 % location ellipse in metres (NaN if unknown).
+
+    Read from ``location_error_m``, or ``ellipse95_m`` (a ``locate.Ellipse``,
+    its dict ``{"major": ...}``, or a number) on the event or its ``fix``.
+    """
     for source in (event, _get(event, "fix")):
         if source is None:
             continue
         v = _get(source, "location_error_m")
         if v is None:
             v = _get(source, "ellipse95_m")
-        if isinstance(v, dict):
-            v = v.get("semi_major_m", v.get("a_m"))
-        elif isinstance(v, (list, tuple)) or hasattr(v, "semi_major_m"):
-            v = _get(v, "semi_major_m") if not isinstance(v, (list, tuple)) else max(v[:2])
+            if v is not None and not isinstance(v, (int, float)):
+                v = _get(v, "major", _get(v, "major_m"))
         if v is not None:
             try:
                 return float(v)

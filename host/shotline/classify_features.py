@@ -29,8 +29,10 @@ Features that need a location or a burst are NaN when it is absent; the model
 has a missing indicator for each of them.
 
 Microphone calibration: the INMP441 gives -26 dBFS at 94 dB SPL (InvenSense
-INMP441 data sheet, rev 1.1, "Sensitivity"), so 0 dBFS = 120 dB SPL.  A
-trigger's ``peak_dbfs`` becomes ``peak_dbfs + FULL_SCALE_DB_SPL``; a trigger
+INMP441 data sheet, rev 1.1, "Sensitivity"; a 1 kHz sine, dBFS as RMS re a
+full-scale sine), so a full-scale sine is 120 dB SPL RMS and a full-scale
+*peak* (32768 counts) is 120 + 3.01 = 123.01 dB SPL peak.  A trigger's
+``peak_dbfs`` (peak re 32768) becomes ``peak_dbfs + FULL_SCALE_PEAK_DB_SPL``; a trigger
 that already carries ``level_db_spl`` (calibrated elsewhere, e.g. ShotSpotter's
 own pulse levels) is used as it is.
 """
@@ -39,10 +41,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# INMP441: -26 dBFS at 94 dB SPL  ->  0 dBFS = 120 dB SPL.
+# INMP441: -26 dBFS at 94 dB SPL  ->  full-scale sine = 120 dB SPL RMS, full-scale peak 123 dB.
 MIC_SENSITIVITY_DBFS = -26.0
 MIC_REFERENCE_DB_SPL = 94.0
 FULL_SCALE_DB_SPL = MIC_REFERENCE_DB_SPL - MIC_SENSITIVITY_DBFS
+FULL_SCALE_PEAK_DB_SPL = FULL_SCALE_DB_SPL + 20.0 * math.log10(math.sqrt(2.0))
 
 # Frequency at which the broadband peak level is corrected for absorption: the
 # muzzle blast's energy is concentrated around 0.5-2 kHz in the far field.
@@ -130,12 +133,12 @@ def sensor_report(trigger, position_m=None):
     """A ``SensorReport`` from a trigger (``detect.Trigger`` or its dict).
 
     The level is ``level_db_spl`` when present, else ``peak_dbfs`` plus the
-    microphone's full-scale level.  The sensor position comes from
+    microphone's full-scale peak level (``FULL_SCALE_PEAK_DB_SPL``).  The sensor position comes from
     ``position_m`` or the trigger's ``sensor_position_m``.
     """
     level = _float(_get(trigger, "level_db_spl"))
     if math.isnan(level):
-        level = _float(_get(trigger, "peak_dbfs")) + FULL_SCALE_DB_SPL
+        level = _float(_get(trigger, "peak_dbfs")) + FULL_SCALE_PEAK_DB_SPL
     if position_m is None:
         position_m = _get(trigger, "sensor_position_m")
     pos = None if position_m is None else tuple(float(v) for v in position_m)
