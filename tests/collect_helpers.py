@@ -16,8 +16,12 @@ T0_S = 1545180567
 
 
 class ScriptedBoard:
-    def __init__(self, name, folder, *, resend_s=0.3, heartbeat_s=0.5):
+    def __init__(self, name, folder, *, resend_s=0.3, heartbeat_s=0.5,
+                 position_llh=(40.44, -79.99, 250.0)):
         self.sensor_id = name
+        self.lat_e7 = int(round(position_llh[0] * 1e7))
+        self.lon_e7 = int(round(position_llh[1] * 1e7))
+        self.alt_m = float(position_llh[2])
         self.port = PtyPort(name, folder)
         self.resend_s = resend_s
         self.heartbeat_s = heartbeat_s
@@ -52,8 +56,8 @@ class ScriptedBoard:
     def hello_body(self):
         return {"sensor_id": self.sensor_id, "uid": "E66" + self.sensor_id, "fw": "test",
                 "proto": 1, "config_digest": "00000000", "boot": self.boot, "mode": "run",
-                "error": None, "sample_rate_hz": 16000, "lat_e7": 404400000,
-                "lon_e7": -799900000, "alt_m": 250.0}
+                "error": None, "sample_rate_hz": 16000, "lat_e7": self.lat_e7,
+                "lon_e7": self.lon_e7, "alt_m": self.alt_m}
 
     def trigger(self, onset_utc_s=None, **features):
         """Record a trigger (outbox first, then send), like the firmware."""
@@ -64,7 +68,7 @@ class ScriptedBoard:
             body = {"sensor_id": self.sensor_id, "seq": seq, "boot": self.boot,
                     "utc_s": int(t), "utc_us": int(round((t - int(t)) * 1e6)),
                     "time_quality": "pps", "holdover": False, "time_unc_us": 2,
-                    "lat_e7": 404400000, "lon_e7": -799900000, "alt_m": 250.0,
+                    "lat_e7": self.lat_e7, "lon_e7": self.lon_e7, "alt_m": self.alt_m,
                     "snr_db": 20.0, "peak_dbfs": -6.0, **features}
             self.outbox[seq] = body
             self._send(wire.TRIGGER, body)

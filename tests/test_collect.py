@@ -4,7 +4,8 @@ import time
 import pytest
 
 from shotline_fw import wire
-from shotline.collect import Collector
+from shotline.collect import Collector, LiveAssociation
+from shotline.geo import LocalFrame
 from shotline.link import Link, LinkClosed, LinkTimeout
 from shotline.store import Store
 
@@ -140,3 +141,31 @@ def test_restart_replays_are_deduplicated(tmp_path, boards):
         assert wait_until(lambda: b.acked >= {1, 2, 3})
     assert c2.stats["triggers_new"] == 0 and c2.stats["triggers_replayed"] >= 3
     assert stored(Store(store_path)) == [("vs1", 1), ("vs1", 2), ("vs1", 3)]
+
+
+def test_triggers_are_associated_and_located_live(tmp_path, boards):
+    frame = LocalFrame(40.44, -79.99, 250.0)
+    sites = {"n": (0, 400, 0), "e": (400, 0, 0), "s": (0, -400, 0), "w": (-400, 0, 0), "c": (50, 80, 0)}
+    bs = {k: boards(k, position_llh=tuple(frame.to_llh(v).tolist())) for k, v in sites.items()}
+    shots = [(1545180600.0, (100.0, 50.0)), (1545180603.0, (-150.0, -120.0))]
+    live = LiveAssociation(origin_llh=(40.44, -79.99, 250.0), temperature_c=20.0, sensors=sites)
+    c_m_s = live.associator.speed_m_s
+    got = []
+    with Collector(Store(tmp_path / "c.sqlite"), [b.path for b in bs.values()],
+                   associator=live, on_event=got.append) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        for t0, (x, y) in shots:
+            for k, b in bs.items():
+                sx, sy, _ = sites[k]
+                b.trigger(t0 + ((sx - x) ** 2 + (sy - y) ** 2) ** 0.5 / c_m_s, snr_db=25.0)
+        assert wait_until(lambda: len(got) >= 2, 15)  # decided while running, not at stop
+    store = Store(tmp_path / "c.sqlite", readonly=True)
+    events = store.events()
+    assert len(events) == 2
+    for ev, (t0, (x, y)) in zip(events, shots):
+        e, n, _ = frame.to_enu((ev["lat_deg"], ev["lon_deg"], ev["alt_m"])).tolist()
+        assert abs(e - x) < 1.0 and abs(n - y) < 1.0
+        assert ev["t_emit_utc_s"] == pytest.approx(t0, abs=1e-3)
+        assert ev["n_sensors"] == 5
+        linked = [r for r in store.triggers() if r["event_id"] == ev["id"]]
+        assert sorted(r["sensor_id"] for r in linked) == sorted(sites)

@@ -77,6 +77,12 @@ def test_events_link_triggers_and_heartbeats_and_snippets(tmp_path):
         (ev,) = s.events()
         assert ev["id"] == eid and ev["n_sensors"] == 3 and ev["payload"]["status"] == "ok"
         assert {r["event_id"] for r in s.triggers()} == {eid}
+        again = s.insert_event({"t_emit_utc_s": 1.0}, key="run1:7")
+        assert s.insert_event({"t_emit_utc_s": 1.0, "revision": 1}, ids[:2], key="run1:7") == again
+        assert s.counts()["events"] == 2 and s.events()[0]["revision"] == 1
+        assert sorted(r["event_id"] for r in s.triggers()) == sorted([again, again, eid])
+        with pytest.raises(StoreError, match="emission"):
+            s.insert_event({"status": "ok"})
         s.insert_heartbeat("S1", {"uptime_s": 5, "noise_dbfs": -60.5})
         assert s.heartbeats(sensor_id="S1")[0]["payload"]["noise_dbfs"] == -60.5
         s.insert_snippet("S1", 1, start_utc_s=1545180565.0, sample_rate_hz=16000,

@@ -25,6 +25,7 @@ Use as a library::
 Log records go to the ``shotline.collect`` logger; each carries a ``fields``
 dict (``extra={"fields": ...}``) for structured (JSON-lines) output.
 """
+import collections
 import dataclasses
 import logging
 import queue
@@ -64,23 +65,20 @@ class BoardStatus:
 class Collector:
     """Collect from ``ports`` (device paths or pyserial URLs) into ``store``.
 
-    ``associator``: an object with ``push(trigger) -> [event]`` and
-    ``flush() -> [event]`` (``shotline.associate.Associator``); ``to_input``
-    turns a stored trigger record (dict) into what it accepts, and
-    ``event_record`` turns its events into a dict for the store (with
-    ``t_emit_utc_s``) plus the ``(sensor_id, seq)`` pairs of its triggers.
+    ``associator``: a ``LiveAssociation`` (or any object with its
+    ``push(record)``, ``advance(idle_s)`` and ``flush()``, each returning
+    ``[(event_record, [(sensor_id, seq), ...]), ...]``).
     ``on_trigger(record)`` and ``on_event(record)`` are called from the
-    writer thread for every newly stored trigger and event.
+    writer thread for every newly stored trigger and event (an event record
+    is stored again, same ``id``, with ``revision + 1`` when a late trigger
+    joins it).
     """
 
-    def __init__(self, store, ports, *, associator=None, to_input=None, event_record=None,
-                 on_trigger=None, on_event=None, hello_timeout_s=3.0, backoff_s=(0.1, 5.0),
-                 batch_max=512, read_timeout_s=0.05):
+    def __init__(self, store, ports, *, associator=None, on_trigger=None, on_event=None,
+                 hello_timeout_s=3.0, backoff_s=(0.1, 5.0), batch_max=512, read_timeout_s=0.05):
         self.store = store
         self.ports = [str(p) for p in ports]
         self.associator = associator
-        self.to_input = to_input
-        self.event_record = event_record
         self.on_trigger = on_trigger
         self.on_event = on_event
         self.hello_timeout_s = hello_timeout_s
@@ -94,7 +92,9 @@ class Collector:
         self._stop = threading.Event()
         self._readers_done = threading.Event()
         self._threads = []
-        self._trigger_rows = {}  # (sensor_id, seq) -> row id, for linking events
+        self._trigger_rows = collections.OrderedDict()  # (sensor_id, seq) -> row id, recent
+        self._run_key = f"{time.time():.6f}"
+        self._last_new_trigger_mono = time.monotonic()
         self.stats = {"triggers_new": 0, "triggers_replayed": 0, "commits": 0, "events": 0,
                       "heartbeats": 0, "acks": 0}
 
@@ -103,6 +103,7 @@ class Collector:
         if self._threads:
             raise RuntimeError("collector already started")
         self._stop.clear()
+        self._readers_done.clear()
         readers = [threading.Thread(target=self._reader, args=(p,), name=f"read {p}", daemon=True)
                    for p in self.ports]
         writer = threading.Thread(target=self._writer, name="writer", daemon=True)
@@ -209,7 +210,13 @@ class Collector:
 
     # -- writer ---------------------------------------------------------------
     def _writer(self):
+        last_advance = 0.0
         while True:
+            now = time.monotonic()
+            quiet_s = now - self._last_new_trigger_mono
+            if self.associator is not None and quiet_s > 0.2 and now - last_advance > 0.1:
+                last_advance = now  # no new trigger for a while: move the stream clock on
+                self._run_associator(self.associator.advance, quiet_s)
             try:
                 first = self._work.get(timeout=0.05)
             except queue.Empty:
@@ -266,6 +273,8 @@ class Collector:
                 self.stats["triggers_new"] += 1
                 rec = dict(rec, id=row_id, received_utc_s=received)
                 self._trigger_rows[(rec["sensor_id"], rec["seq"])] = row_id
+                if len(self._trigger_rows) > 200_000:
+                    self._trigger_rows.popitem(last=False)
                 new.append(rec)
             else:
                 status.triggers_replayed += 1
@@ -278,6 +287,8 @@ class Collector:
                     self.stats["acks"] += len(seqs)
                 except LinkError:
                     pass  # the board will resend; the store deduplicates
+        if new:
+            self._last_new_trigger_mono = time.monotonic()
         for rec in new:
             if self.on_trigger is not None:
                 self.on_trigger(rec)
@@ -286,35 +297,90 @@ class Collector:
 
     # -- association ----------------------------------------------------------
     def _associate(self, rec):
-        if rec.get("time_quality") == wire.TIME_NONE:
-            return  # no UTC: cannot be located
-        try:
-            item = self.to_input(rec) if self.to_input else rec
-            decided = self.associator.push(item)
-        except Exception as exc:
-            _log(logging.ERROR, "associator refused a trigger", sensor_id=rec.get("sensor_id"),
-                 seq=rec.get("seq"), error=repr(exc))
-            return
-        self._store_events(decided)
+        self._run_associator(self.associator.push, rec)
 
     def _flush_associator(self):
         if self.associator is not None:
-            try:
-                self._store_events(self.associator.flush())
-            except Exception as exc:
-                _log(logging.ERROR, "associator flush failed", error=repr(exc))
+            self._run_associator(self.associator.flush)
 
-    def _store_events(self, events):
-        for event in events or ():
-            record, members = self.event_record(event) if self.event_record else (event, ())
+    def _run_associator(self, method, *args):
+        try:
+            decided = method(*args)
+        except Exception as exc:  # a bug there must not stop collection
+            _log(logging.ERROR, "association failed", error=repr(exc))
+            return
+        for record, members in decided or ():
             rows = [self._trigger_rows[m] for m in members if m in self._trigger_rows]
-            record = dict(record, id=self.store.insert_event(record, rows))
+            key = f"{self._run_key}:{record.get('event_id')}"
+            record = dict(record, id=self.store.insert_event(record, rows, key=key))
             self.stats["events"] += 1
-            _log(logging.INFO, "event", id=record["id"], n_sensors=len(rows),
-                 t_emit_utc_s=record.get("t_emit_utc_s"), position_llh=record.get("position_llh"))
+            _log(logging.INFO, "event", id=record["id"], revision=record.get("revision"),
+                 n_sensors=len(rows), time_utc=record.get("time_utc"),
+                 position_llh=record.get("position_llh"), status=record.get("status"))
             self.events.put(record)
             if self.on_event is not None:
                 self.on_event(record)
+
+
+class LiveAssociation:
+    """Stored trigger records in, located event records out, as triggers arrive.
+
+    Wraps ``shotline.associate.Associator`` (``options`` go to it, e.g.
+    ``temperature_c``, ``min_sensors``).  Sensor positions come from the
+    triggers (WGS84) and are turned into local ENU metres in a frame centred
+    on ``origin_llh`` (default: the first sensor heard).  The stream clock
+    follows the newest onset; while no trigger arrives it moves on with the
+    wall clock (``advance(idle_s)``), so an event is decided even when the
+    night goes quiet, yet a faster-than-real-time replay is never cut short.
+    Triggers without UTC (``time_quality == "none"``) are not associated.
+    """
+
+    def __init__(self, origin_llh=None, **options):
+        from shotline.associate import Associator
+        from shotline.geo import LocalFrame
+
+        self.associator = Associator(**options)
+        self.frame = None if origin_llh is None else LocalFrame(*origin_llh)
+        self._latest_onset_s = None
+
+    def _frame_for(self, rec):
+        if self.frame is None:
+            from shotline.geo import LocalFrame
+            self.frame = LocalFrame(rec["lat_deg"], rec["lon_deg"], float(rec.get("alt_m") or 0.0))
+        return self.frame
+
+    def push(self, rec):
+        if rec.get("time_quality") == wire.TIME_NONE or rec.get("lat_deg") is None:
+            return []
+        from shotline.associate import Trigger
+
+        frame = self._frame_for(rec)
+        llh = (rec["lat_deg"], rec["lon_deg"], float(rec.get("alt_m") or 0.0))
+        features = {k: rec[k] for k in wire.FEATURES if rec.get(k) is not None}
+        features["time_quality"] = rec.get("time_quality")
+        trigger = Trigger(rec["sensor_id"], tuple(frame.to_enu(llh).tolist()),
+                          rec["onset_utc_s"], snr_db=rec.get("snr_db"),
+                          level_db=rec.get("peak_dbfs"), features=features, seq=rec["seq"])
+        t = rec["onset_utc_s"]
+        self._latest_onset_s = t if self._latest_onset_s is None else max(t, self._latest_onset_s)
+        return self._records(self.associator.push(trigger))
+
+    def advance(self, idle_s):
+        if self._latest_onset_s is None:
+            return []
+        return self._records(self.associator.advance(self._latest_onset_s + idle_s))
+
+    def flush(self):
+        return self._records(self.associator.flush())
+
+    def _records(self, events):
+        out = []
+        for event in events:
+            record = event.to_dict(self.frame)
+            record["t_emit_utc_s"] = event.t_emit_s
+            record["n_sensors"] = event.n_sensors
+            out.append((record, [(t.sensor, t.seq) for t in event.triggers]))
+        return out
 
 
 def _llh(body):

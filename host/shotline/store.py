@@ -71,6 +71,8 @@ CREATE TABLE heartbeats (
 CREATE INDEX heartbeats_sensor ON heartbeats (sensor_id, received_utc_s);
 CREATE TABLE events (
     id             INTEGER PRIMARY KEY,
+    key            TEXT UNIQUE,
+    revision       INTEGER NOT NULL DEFAULT 0,
     t_emit_utc_s   REAL NOT NULL,
     lat_deg        REAL,
     lon_deg        REAL,
@@ -299,29 +301,42 @@ class Store:
                 (str(sensor_id), t, _json(payload)))
             return cur.lastrowid
 
-    def insert_event(self, event, trigger_ids=(), *, created_utc_s=None):
+    def insert_event(self, event, trigger_ids=(), *, key=None, created_utc_s=None):
         """Store a located event (a dict, e.g. ``Event.to_dict()``) and link its triggers.
 
-        ``event`` needs ``t_emit_utc_s`` (or ``time_utc_s``); ``position_llh``
-        ``[lat, lon, alt]``, ``status`` and ``sensors`` are used when present.
+        ``event`` needs ``t_emit_utc_s``; ``position_llh`` ``[lat, lon, alt]``,
+        ``status``, ``revision`` and ``sensors`` are used when present.  An
+        event with the ``key`` of a stored one replaces it (a revision after a
+        late trigger): same id, new fields, its triggers linked afresh.
         Returns the event id.
         """
-        t_emit = event.get("t_emit_utc_s", event.get("time_utc_s"))
+        t_emit = event.get("t_emit_utc_s")
         if t_emit is None:
-            raise StoreError(f"event has no emission time: {event!r}")
+            raise StoreError(f"event has no emission time (t_emit_utc_s): {event!r}")
         lat, lon, alt = event.get("position_llh") or (None, None, None)
         n_sensors = event.get("n_sensors")
         if n_sensors is None:
             n_sensors = len(event.get("sensors") or trigger_ids)
         created = time.time() if created_utc_s is None else float(created_utc_s)
+        values = (_finite(t_emit, "t_emit_utc_s"), _finite(lat, "lat_deg"),
+                  _finite(lon, "lon_deg"), _finite(alt, "alt_m"), event.get("status"),
+                  int(n_sensors), int(event.get("revision") or 0), _json(event))
         with self.transaction() as db:
-            cur = db.execute(
-                """INSERT INTO events (t_emit_utc_s, lat_deg, lon_deg, alt_m, status,
-                       n_sensors, payload, created_utc_s) VALUES (?,?,?,?,?,?,?,?)""",
-                (_finite(t_emit, "t_emit_utc_s"), _finite(lat, "lat_deg"),
-                 _finite(lon, "lon_deg"), _finite(alt, "alt_m"), event.get("status"),
-                 int(n_sensors), _json(event), created))
-            event_id = cur.lastrowid
+            row = None if key is None else db.execute(
+                "SELECT id FROM events WHERE key=?", (str(key),)).fetchone()
+            if row is None:
+                cur = db.execute(
+                    """INSERT INTO events (t_emit_utc_s, lat_deg, lon_deg, alt_m, status,
+                           n_sensors, revision, payload, key, created_utc_s)
+                       VALUES (?,?,?,?,?,?,?,?,?,?)""",
+                    values + (None if key is None else str(key), created))
+                event_id = cur.lastrowid
+            else:
+                event_id = row["id"]
+                db.execute("""UPDATE events SET t_emit_utc_s=?, lat_deg=?, lon_deg=?, alt_m=?,
+                                  status=?, n_sensors=?, revision=?, payload=? WHERE id=?""",
+                           values + (event_id,))
+                db.execute("UPDATE triggers SET event_id=NULL WHERE event_id=?", (event_id,))
             db.executemany("UPDATE triggers SET event_id=? WHERE id=?",
                            [(event_id, int(i)) for i in trigger_ids])
         return event_id
