@@ -23,6 +23,8 @@ EXIT_INTERRUPTED = 130
 COMMANDS = (
     ("simulate", "simulate", "render a scenario to per-sensor audio and truth"),
     ("locate", "locate", "locate impulses from arrival times (TDOA)"),
+    ("train", "train", "train the event classifier from real and simulated data"),
+    ("classify", "classify", "classify located events (JSON lines)"),
 )
 
 

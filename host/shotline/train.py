@@ -229,3 +229,178 @@ def scores(probs, y, threshold=0.5, positive="gunshot"):
         "brier": float(np.mean(np.sum((probs - onehot) ** 2, axis=1))) if len(y) else math.nan,
         "confusion": confusion.tolist(),
     }
+
+
+# -- gathering examples (with a feature cache) ------------------------------------------------
+
+def _code_fingerprint():
+    """Hash of the code that turns audio into features: a change re-extracts."""
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    files = [here / "classify_features.py", here / "classify_data.py", here / "detect.py",
+             here / "locate.py", *sorted((here / "simulate").glob("*.py")),
+             *sorted((here.parents[1] / "native").glob("impulse*.[ch]")),
+             here.parents[1] / "firmware" / "shotline_fw" / "detconfig.py"]
+    h = hashlib.sha256()
+    for f in files:
+        if f.exists():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cached(cache_dir, name, params, compute):
+    import json
+    from pathlib import Path
+
+    from shotline.classify_data import Example
+
+    if cache_dir is None:
+        return compute()
+    import hashlib
+
+    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:8]
+    key = f"{name}-{_code_fingerprint()}-{digest}"
+    path = Path(cache_dir) / f"{key}.json"
+    if path.exists():
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("params") == json.loads(json.dumps(params)):
+                return [Example.from_dict(d) for d in doc["examples"]]
+        except (ValueError, KeyError):
+            pass  # unreadable cache: extract again
+    examples = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"params": params, "examples": [e.to_dict() for e in examples]}))
+    tmp.replace(path)
+    return examples
+
+
+def gather_examples(data=None, sim_scenes=240, seed=0, real=True, cache_dir=None,
+                    firing_positions=None, progress=None):
+    """Real and simulated examples (``classify_data``), cached per source in ``cache_dir``.
+
+    ``data``: the real-recordings folder (default ``shotline.datasets.data_dir()``);
+    real sources that are absent are skipped with a message to ``progress``.
+    """
+    from pathlib import Path
+
+    from shotline import classify_data as cd
+    from shotline.datasets import data_dir, pittsburgh
+
+    say = progress or (lambda msg: None)
+    data = Path(data) if data else data_dir()
+    out = []
+    if real:
+        top = pittsburgh.root(data / pittsburgh.NAME)
+        if top is None:
+            say(f"no {pittsburgh.NAME} under {data}: no real gunshots")
+        else:
+            fps = sorted(firing_positions) if firing_positions else None
+            out += _cached(cache_dir, "pittsburgh", {"data": str(top), "fps": fps, "seed": seed},
+                           lambda: cd.pittsburgh_examples(
+                               pittsburgh.iter_tests(top, fps), seed=seed))
+            say(f"pittsburgh: {sum(e.source == 'pittsburgh' for e in out)} examples")
+        files = sorted((data / "confusers").glob("*.flac"))
+        if not files:
+            say(f"no confusers/*.flac under {data}: no real confusers")
+        else:
+            out += _cached(cache_dir, "confusers", {"files": [str(f) for f in files]},
+                           lambda: cd.confuser_examples(files))
+            say(f"confusers: {sum(e.source == 'confuser' for e in out)} examples")
+    if sim_scenes:
+        out += _cached(cache_dir, "simulated", {"scenes": sim_scenes, "seed": seed},
+                       lambda: cd.simulated_examples(sim_scenes, seed))
+        say(f"simulated: {sum(e.source == 'simulated' for e in out)} examples "
+            f"from {sim_scenes} scenes (models, not recordings)")
+    return out
+
+
+# -- evaluation report ------------------------------------------------------------------------
+
+def _subset_scores(examples, probs, keep, threshold):
+    idx = [i for i, e in enumerate(examples) if keep(e)]
+    if not idx:
+        return None
+    y = np.array([CLASSES.index(examples[i].label) for i in idx])
+    return scores(probs[idx], y, threshold)
+
+
+def evaluation_report(examples, threshold=0.5):
+    """Leak-proof figures: real only, and real + simulated, each scored per subset.
+
+    Every prediction comes from a model fitted without the example's split
+    group (``split_groups``).  Subsets: ``located`` events (the pipeline's
+    case) and ``single_sensor`` views, real and simulated apart.
+    """
+    report = {"threshold": threshold, "classes": list(CLASSES)}
+    real = [e for e in examples if e.source != "simulated"]
+    if len({e.label for e in real}) >= 2:
+        p = out_of_group_predictions(real, split_groups(real))
+        report["real_only"] = {
+            "trained_on": "real only (Pittsburgh gunshots, confuser files)",
+            "single_sensor": _subset_scores(real, p, lambda e: e.view == "single_sensor",
+                                            threshold),
+            "pittsburgh_located": _subset_scores(real, p, lambda e: e.view == "located",
+                                                 threshold),
+        }
+    sim = [e for e in examples if e.source == "simulated"]
+    if sim and len({e.label for e in examples}) >= 2:
+        p = out_of_group_predictions(examples, split_groups(examples))
+        located = [i for i, e in enumerate(examples) if e.view == "located"]
+        gun = CLASSES.index("gunshot")
+        y = np.array([CLASSES.index(examples[i].label) for i in located])
+        report["real_plus_sim"] = {
+            "trained_on": "real + SIMULATED (fireworks, backfire, door slam, construction "
+                          "are simulator models)",
+            "located_all": _subset_scores(examples, p, lambda e: e.view == "located", threshold),
+            "located_simulated": _subset_scores(
+                examples, p, lambda e: e.view == "located" and e.source == "simulated", threshold),
+            "pittsburgh_located": _subset_scores(
+                examples, p, lambda e: e.view == "located" and e.source == "pittsburgh", threshold),
+            "real_single_sensor": _subset_scores(
+                examples, p, lambda e: e.view == "single_sensor" and e.source != "simulated",
+                threshold),
+            "reliability_gunshot_located": reliability_curve(p[located, gun], y == gun)
+            if located else [],
+        }
+    return report
+
+
+def _fmt(x, pct=False):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * x:.1f} %" if pct else f"{x:.3f}"
+
+
+def format_scores(name, s):
+    if not s:
+        return f"  {name}: no examples"
+    return (f"  {name}: n={s['n']} (gunshots {s['n_positive']})  precision {_fmt(s['precision'], 1)}"
+            f"  recall {_fmt(s['recall'], 1)}  false alerts/100 events "
+            f"{s['false_alerts_per_100']:.1f}  accuracy {_fmt(s['accuracy'], 1)}"
+            f"  ECE {_fmt(s['ece'])}  Brier {_fmt(s['brier'])}\n"
+            f"      confusion (rows true {'/'.join(CLASSES)}, cols predicted): {s['confusion']}")
+
+
+def format_summary(summary):
+    lines = [f"model {summary['model_version']} -> {summary['out']}  "
+             f"(temperature {summary['temperature']:.3f})",
+             "  examples: " + ", ".join(f"{k} {v}" for k, v in summary["by_source"].items())]
+    ev = summary.get("evaluation")
+    if ev:
+        lines.append(f"held-out evaluation (whole firing positions / confuser files / "
+                     f"simulated scenes held out; alert when p(gunshot) >= {ev['threshold']}):")
+        for part in ("real_only", "real_plus_sim"):
+            if part in ev:
+                lines.append(f" {part}: trained on {ev[part]['trained_on']}")
+                for k, s in ev[part].items():
+                    if k not in ("trained_on", "reliability_gunshot_located"):
+                        lines.append(format_scores(k, s))
+        rel = ev.get("real_plus_sim", {}).get("reliability_gunshot_located")
+        if rel:
+            lines.append("  reliability of p(gunshot), located events (predicted -> observed, n): "
+                         + "; ".join(f"{m:.2f}->{o:.2f} ({n})" for _, m, o, n in rel))
+    return "\n".join(lines)

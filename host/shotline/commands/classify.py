@@ -1,0 +1,59 @@
+"""``shotline classify``: add class, probabilities and reasons to located events (JSON lines)."""
+import json
+import sys
+
+from shotline.cli import EXIT_FAIL, EXIT_OK, CommandError, emit, warn
+
+
+def add_arguments(parser):
+    parser.add_argument("input", nargs="?", default="-",
+                        help="JSON lines of events (default: stdin); see docs/classification.md")
+    parser.add_argument("--model", default=None,
+                        help="model file (default: the shipped host/shotline/data/classifier.json)")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON lines out: each event with a 'classification' object")
+
+
+def _read(stream):
+    events, bad = [], 0
+    for n, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            warn(f"line {n}: skipped, {exc}")
+            bad += 1
+            continue
+        events.append(obj)
+    return events, bad
+
+
+def run(args):
+    from shotline.classify import Classification, ModelError, classify_events, load_model
+
+    try:
+        stream = sys.stdin if args.input == "-" else open(args.input)
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.input}: {exc.strerror}") from None
+    with stream:
+        events, bad = _read(stream)
+    model_failed = False
+    try:
+        model = load_model(args.model)
+        results = classify_events(events, model)
+    except ModelError as exc:
+        warn(f"{exc}; every event is classified 'unknown'")
+        model_failed = True
+        results = [Classification.unknown(exc) for _ in events]
+    for event, result in zip(events, results):
+        d = result.to_dict()
+        p = result.probability
+        reasons = ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in d["reasons"]
+                            if "feature" in r) or d["reasons"][0].get("error", "")
+        text = f"{event.get('time_utc', event.get('time_utc_s', '?'))} {d['class']}" + \
+            (f" p={p:.2f}" if p == p else "") + f"  ({reasons})"
+        emit(dict(event, classification=d), args.json, text=text)
+    return EXIT_FAIL if bad or model_failed else EXIT_OK
