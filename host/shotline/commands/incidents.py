@@ -1,0 +1,80 @@
+"""``shotline incidents``: list incidents, change their status, show the audit trail.
+
+    shotline incidents [--db shotline.sqlite] [--status new] [--json]
+    shotline incidents --set-status ID STATUS --by NAME [--note TEXT]
+    shotline incidents --audit ID [--json]
+    shotline incidents --geojson FILE     # also write the listed incidents as GeoJSON
+"""
+import json
+from pathlib import Path
+
+from shotline.cli import CommandError, emit
+from shotline.timeutil import format_utc
+
+
+def add_arguments(parser):
+    parser.add_argument("--db", default="shotline.sqlite", help="store file (default shotline.sqlite)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--status", help="list only incidents with this status")
+    parser.add_argument("--set-status", nargs=2, metavar=("ID", "STATUS"),
+                        help="change an incident's status: new, reviewed, dismissed, dispatched")
+    parser.add_argument("--by", help="who makes the status change (required with --set-status)")
+    parser.add_argument("--note", help="a note for the audit trail")
+    parser.add_argument("--audit", type=int, metavar="ID", help="show an incident's audit trail")
+    parser.add_argument("--geojson", metavar="FILE", help="also write the listed incidents to FILE")
+
+
+def _line(inc):
+    ellipse = (f"±{inc['ellipse_major_m']:.0f} m" if inc.get("ellipse_major_m") is not None
+               else "± ?")
+    cls = ""
+    if inc.get("class") is not None:
+        cls = f"  {inc['class']}"
+        if inc.get("probability") is not None:
+            cls += f" p={inc['probability']:.2f}"
+    return (f"{inc['id']:>4}  {format_utc(inc['time_utc_s'], 3)}  {inc['lat_deg']:.6f},"
+            f"{inc['lon_deg']:.6f}  {ellipse:>8}  {inc['n_shots']} shot(s)  "
+            f"{len(inc['sensors'])} sensors  {inc['status']:<10}{cls}")
+
+
+def run(args):
+    from shotline.incidents import IncidentError, audit_trail, list_incidents, set_status
+    from shotline.store import Store, StoreError
+
+    if not Path(args.db).exists():
+        raise CommandError(f"{args.db}: no such store (give --db)")
+    writing = args.set_status is not None
+    try:
+        store = Store(args.db)  # migrates an older store, so the incident tables exist
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    with store:
+        try:
+            if writing:
+                ident, status = args.set_status
+                if not args.by:
+                    raise CommandError("--set-status needs --by NAME (kept in the audit trail)")
+                try:
+                    ident = int(ident)
+                except ValueError:
+                    raise CommandError(f"incident ID must be a number, not {ident!r}") from None
+                inc = set_status(store, ident, status, by=args.by, note=args.note)
+                emit(inc, args.json, text=_line(inc))
+                return 0
+            if args.audit is not None:
+                for row in audit_trail(store, args.audit):
+                    emit(row, args.json, text=(
+                        f"{format_utc(row['time_utc_s'], 3)}  {row['old_status'] or '-':<10} -> "
+                        f"{row['new_status']:<10} by {row['by']}"
+                        + (f"  ({row['note']})" if row["note"] else "")))
+                return 0
+            incidents = list_incidents(store, status=args.status)
+        except IncidentError as exc:
+            raise CommandError(str(exc)) from None
+    for inc in incidents:
+        emit(inc, args.json, text=_line(inc))
+    if args.geojson:
+        from shotline.alerts.geojson import feature_collection
+
+        Path(args.geojson).write_text(json.dumps(feature_collection(incidents), indent=1) + "\n")
+    return 0

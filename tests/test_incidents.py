@@ -1,0 +1,109 @@
+"""Incident store, audit trail, ``shotline incidents`` and ``shotline map``."""
+import json
+
+import pytest
+
+from shotline.cli import main
+from shotline.incidents import (IncidentError, audit_trail, get_incident, list_incidents,
+                                record_incident, set_status, should_alert)
+from shotline.store import Store
+
+BASE = {"time_utc_s": 1_783_206_000.0, "lat_deg": 40.452, "lon_deg": -79.98, "alt_m": 280.0,
+        "ellipse_major_m": 30.0, "ellipse_minor_m": 10.0, "ellipse_azimuth_deg": 45.0,
+        "sensors": ["S01", "S02", "S03", "S04"], "n_shots": 3}
+
+
+def _store(tmp_path):
+    return Store(tmp_path / "shotline.sqlite")
+
+
+def test_record_is_idempotent_by_uid_and_keeps_optional_classification(tmp_path):
+    store = _store(tmp_path)
+    a = record_incident(store, {**BASE, "uid": "ev-1"}, now_utc_s=10.0)
+    again = record_incident(store, {**BASE, "uid": "ev-1", "n_shots": 9}, now_utc_s=11.0)
+    assert again == a and a["n_shots"] == 3 and a["status"] == "new"
+    assert a["class"] is None and a["alert"] is True
+    b = record_incident(store, {**BASE, "uid": "ev-2", "time_utc_s": BASE["time_utc_s"] + 5,
+                                "class": "firework", "probability": 0.9,
+                                "reasons": ["many impulses"]}, now_utc_s=12.0)
+    assert b["class"] == "firework" and b["reasons"] == ["many impulses"] and b["alert"] is False
+    assert [i["uid"] for i in list_incidents(store)] == ["ev-1", "ev-2"]
+    assert audit_trail(store, a["id"])[0]["new_status"] == "new"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"uid": ""}, "uid"), ({"uid": "a b"}, "uid"), ({"uid": "x", "lat_deg": None}, "lat_deg"),
+    ({"uid": "x", "lat_deg": float("nan")}, "lat_deg"), ({"uid": "x", "lat_deg": 91.0}, "range"),
+    ({"uid": "x", "probability": 1.5}, "probability"), ({"uid": "x", "time_utc_s": "noon"},
+                                                       "time_utc_s"),
+])
+def test_bad_incidents_are_refused_and_nothing_is_stored(tmp_path, bad, message):
+    store = _store(tmp_path)
+    with pytest.raises(IncidentError, match=message):
+        record_incident(store, {**BASE, **bad})
+    assert list_incidents(store) == []
+
+
+def test_status_changes_are_audited_in_order(tmp_path):
+    store = _store(tmp_path)
+    inc = record_incident(store, {**BASE, "uid": "ev-1"}, now_utc_s=1.0)
+    set_status(store, inc["id"], "reviewed", by="dispatcher A", now_utc_s=2.0)
+    done = set_status(store, inc["id"], "dispatched", by="dispatcher B", note="unit 12",
+                      now_utc_s=3.0)
+    assert done["status"] == "dispatched" and done["updated_utc_s"] == 3.0
+    trail = audit_trail(store, inc["id"])
+    assert [(r["old_status"], r["new_status"], r["by"]) for r in trail] == [
+        (None, "new", "shotline"), ("new", "reviewed", "dispatcher A"),
+        ("reviewed", "dispatched", "dispatcher B")]
+    assert trail[-1]["note"] == "unit 12"
+    for status, by, message in [("lost", "x", "status must be"), ("reviewed", " ", "name"),
+                                ("dispatched", "x", "already")]:
+        with pytest.raises(IncidentError, match=message):
+            set_status(store, inc["id"], status, by=by)
+    with pytest.raises(IncidentError, match="no incident"):
+        set_status(store, 99, "reviewed", by="x")
+    assert len(audit_trail(store, inc["id"])) == 3
+    assert get_incident(store, inc["id"])["status"] == "dispatched"
+
+
+def test_alert_threshold():
+    assert should_alert({})
+    assert should_alert({"class": "gunshot", "probability": 0.7}, threshold=0.7)
+    assert not should_alert({"class": "gunshot", "probability": 0.69}, threshold=0.7)
+    assert not should_alert({"class": "firework", "probability": 0.99})
+
+
+def test_incidents_and_map_commands(tmp_path, capsys):
+    db = tmp_path / "shotline.sqlite"
+    store = Store(db)
+    store.upsert_sensor("S01", position_llh=(40.45, -79.985, 280.0))
+    store.upsert_sensor("S02", position_llh=(40.455, -79.975, 280.0))
+    inc = record_incident(store, {**BASE, "uid": "ev-1", "extra": {"truth_id": "G1"}})
+    record_incident(store, {**BASE, "uid": "ev-2", "time_utc_s": BASE["time_utc_s"] + 60})
+    store.close()
+    assert main(["incidents", "--db", str(db), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["uid"] for r in rows] == ["ev-1", "ev-2"]
+    assert main(["incidents", "--db", str(db), "--set-status", str(inc["id"]), "dismissed",
+                 "--by", "ann", "--note", "fireworks"]) == 0
+    assert "dismissed" in capsys.readouterr().out
+    assert main(["incidents", "--db", str(db), "--set-status", str(inc["id"]), "new"]) == 2
+    assert "--by" in capsys.readouterr().err
+    assert main(["incidents", "--db", str(db), "--audit", str(inc["id"]), "--json"]) == 0
+    trail = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [t["new_status"] for t in trail] == ["new", "dismissed"]
+    assert main(["incidents", "--db", str(db), "--status", "new", "--geojson",
+                 str(tmp_path / "i.geojson")]) == 0
+    fc = json.loads((tmp_path / "i.geojson").read_text())
+    assert [f["id"] for f in fc["features"]] == ["ev-2", "ev-2/ellipse95"]
+    assert main(["incidents", "--db", str(tmp_path / "none.sqlite")]) == 2
+    capsys.readouterr()
+
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"sensors": [], "sources": [
+        {"id": "G1", "position_llh": [40.4521, -79.9801, 280.0], "is_gunshot": True}]}))
+    png = tmp_path / "map.png"
+    assert main(["map", "--db", str(db), "--truth", str(truth), "--out", str(png), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == {"out": str(png), "sensors": 2, "incidents": 2, "truth": 1}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
