@@ -22,6 +22,8 @@ EXIT_INTERRUPTED = 130
 # (name, module under shotline.commands, one-line help)
 COMMANDS = (
     ("simulate", "simulate", "render a scenario to per-sensor audio and truth"),
+    ("incidents", "incidents", "list incidents and change their status"),
+    ("map", "map", "draw sensors, incidents and their ellipses to PNG"),
     ("locate", "locate", "locate impulses from arrival times (TDOA)"),
     ("train", "train", "train the event classifier from real and simulated data"),
     ("classify", "classify", "classify located events (JSON lines)"),
