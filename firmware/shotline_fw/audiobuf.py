@@ -1,0 +1,539 @@
+"""The 72-hour audio ring buffer on the raw microSD card.
+
+Valid MicroPython and CPython.  The card is used as a raw block device (any
+object with ``readblocks(n, buf)``, ``writeblocks(n, buf)``, ``ioctl(op,
+arg)`` like ``uos.AbstractBlockDev``; 512-byte blocks), no file system.
+
+Layout: the region ``[first_block, first_block + n_blocks)`` is cut into
+fixed-size *slots*; one slot = 1 header block + ``seg_data_blocks`` blocks of
+int16 little-endian mono samples.  Segment number ``seq`` always lives in slot
+``(seq - base) % n_slots``: segments are written in slot order, cyclically,
+with no gap between consecutive capture blocks (a gap in the sample index
+closes the segment and opens the next one; it is counted).
+
+Header (little-endian, in the first 48 bytes of the header block)::
+
+    magic "SLA1" | seq u32 | session u32 | first_sample u64 | n_samples u32 |
+    rate_hz u32 | utc_us i64 (UTC of first_sample, 0 = unknown) | flags u32 |
+    data_crc u32 (CRC-32 of the n_samples * 2 data bytes) | header_crc u32
+
+The header is rewritten at every commit (every ``stage_blocks`` data blocks,
+128 ms at 16 kHz by default), so after a power cut the committed part of the
+open segment is intact and is kept; data blocks beyond it (older audio) are
+overwritten with zeros at the next ``mount``.
+
+Retention (the public promise): no audio older than ``retention_s`` (72 h)
+survives.  The ring never holds more than ``retention_s`` of slots, so in
+continuous operation wrap-around overwrites each slot when it is 72 h old;
+``expire(now_utc_us)`` (at boot and periodically) overwrites, with zeros,
+every segment that is older, whose age cannot be proven (earlier boot, no
+UTC) or that is stamped in the future (the clock went back).  Within the
+current boot session age is measured in samples, so clock jumps cannot make
+audio live longer.
+
+Faults never raise out of ``write``: they are counted and reported by
+``health()``, and detection keeps running without the card.
+
+Example (CPython, a file-backed card)::
+
+    ring = AudioRing(dev, 16000, clock=lambda s: None)
+    ring.mount(now_utc_us=None)
+    ring.write(block_bytes, first_sample_index)
+"""
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from shotline_fw.wire import crc32
+
+BLOCK_BYTES = const(512)
+RETENTION_S = const(259200)           # 72 h
+FUTURE_SLACK_S = const(600)           # a stamp further than this ahead of "now" is implausible
+MAGIC = b"SLA1"
+_HEAD = "<4sIIQIIqII"
+_HEAD_N = const(44)
+_HEAD_CRC_N = const(48)
+FLAG_UTC = const(1)                   # utc_us is known
+FLAG_TAIL_CLEAN = const(2)            # blocks after n_samples hold no older audio
+_IOCTL_BLOCK_COUNT = const(4)
+_IOCTL_BLOCK_SIZE = const(5)
+
+CARD_OK = "ok"
+CARD_MISSING = "missing"
+CARD_TOO_SMALL = "too_small"
+CARD_WRITE_ERROR = "write_error"
+CARD_READ_ERROR = "read_error"
+
+
+class AudioGone(Exception):
+    """The requested audio is not (or no longer) in the buffer; args[0] is a reason code."""
+
+
+class Header:
+    """One decoded segment header (plain attributes)."""
+
+    def __init__(self, seq, session, first_sample, n_samples, rate_hz, utc_us, flags, data_crc):
+        self.seq = seq
+        self.session = session
+        self.first_sample = first_sample
+        self.n_samples = n_samples
+        self.rate_hz = rate_hz
+        self.utc_us = utc_us
+        self.flags = flags
+        self.data_crc = data_crc
+
+
+def pack_header(buf, h):
+    """Write header ``h`` into the 512-byte ``buf`` (rest zeroed)."""
+    for i in range(_HEAD_CRC_N, len(buf)):
+        buf[i] = 0
+    struct.pack_into(_HEAD, buf, 0, MAGIC, h.seq, h.session, h.first_sample, h.n_samples,
+                     h.rate_hz, h.utc_us, h.flags, h.data_crc)
+    struct.pack_into("<I", buf, _HEAD_N, crc32(memoryview(buf)[:_HEAD_N]))
+
+
+def unpack_header(buf):
+    """``Header``, ``None`` for a slot never written (no magic), or raise ValueError if corrupt."""
+    if bytes(buf[:4]) != MAGIC:
+        return None
+    f = struct.unpack_from(_HEAD, buf, 0)
+    (crc,) = struct.unpack_from("<I", buf, _HEAD_N)
+    if crc != crc32(memoryview(buf)[:_HEAD_N]):
+        raise ValueError("header CRC")
+    return Header(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8])
+
+
+def plan_slots(device_blocks, rate_hz, seg_data_blocks, retention_s=RETENTION_S):
+    """Number of slots: as many as the card holds, but at most ``retention_s`` of audio."""
+    seg_samples = seg_data_blocks * BLOCK_BYTES // 2
+    by_card = device_blocks // (1 + seg_data_blocks)
+    by_time = retention_s * rate_hz // seg_samples
+    return min(by_card, by_time)
+
+
+def card_bytes_for(retention_s, rate_hz, seg_data_blocks):
+    """Card bytes needed to hold ``retention_s`` of 16-bit audio, headers included."""
+    seg_samples = seg_data_blocks * BLOCK_BYTES // 2
+    n = retention_s * rate_hz // seg_samples
+    return n * (1 + seg_data_blocks) * BLOCK_BYTES
+
+
+def clock_from_fit(fit):
+    """Adapt a ``timefit.ClockFit`` to the ring's ``clock(sample_index) -> utc_us or None``."""
+    def clock(sample_index):
+        r = fit.utc(sample_index << 8)
+        if r[2] == "none":
+            return None
+        return r[0] * 1000000 + r[1]
+    return clock
+
+
+class AudioRing:
+    """Gap-free cyclic recorder of int16 audio on a raw block device.
+
+    ``dev``: block device; ``rate_hz``: nominal sample rate; ``clock``:
+    ``clock(sample_index) -> UTC microseconds (int) or None`` while unknown;
+    ``first_block``/``n_blocks``: the card region to use (default: all);
+    ``seg_data_blocks``: data blocks per segment (500 = 8.0 s at 16 kHz);
+    ``stage_blocks``: data blocks buffered in RAM between commits.
+    """
+
+    def __init__(self, dev, rate_hz, clock, first_block=0, n_blocks=None,
+                 seg_data_blocks=500, stage_blocks=8, retention_s=RETENTION_S):
+        if seg_data_blocks % stage_blocks:
+            raise ValueError("seg_data_blocks must be a multiple of stage_blocks")
+        self.dev = dev
+        self.rate_hz = rate_hz
+        self.clock = clock
+        self.first_block = first_block
+        self.n_blocks = n_blocks
+        self.seg_data_blocks = seg_data_blocks
+        self.seg_samples = seg_data_blocks * BLOCK_BYTES // 2
+        self.stage_blocks = stage_blocks
+        self.retention_s = retention_s
+        self._retention_samples = retention_s * rate_hz
+        self._hbuf = bytearray(BLOCK_BYTES)
+        self._rbuf = bytearray(BLOCK_BYTES)
+        self._stage = bytearray(stage_blocks * BLOCK_BYTES)
+        self._stage_mv = memoryview(self._stage)
+        self._zero = bytearray(stage_blocks * BLOCK_BYTES)
+        self.n_slots = 0
+        self.session = 0
+        self._base = 0
+        self._next_seq = 1
+        self._session_seq = 1
+        self._tail_seq = 1
+        self.card = CARD_MISSING
+        self.last_error = ""
+        self.counts = {"gaps": 0, "dropped_samples": 0, "write_errors": 0, "read_errors": 0,
+                       "corrupt_segments": 0, "wiped_segments": 0, "segments_written": 0}
+        self._cur = None              # Header of the open segment
+        self._next = None             # next expected sample index
+        self._fill = 0                # bytes in the stage
+        self._crc_done = 0            # stage bytes already in the data CRC
+        self._stage_block = 0         # data block (in segment) where the stage starts
+        self._expire_seq = 0          # sweep cursor (segment seq)
+
+    # -- geometry -------------------------------------------------------------
+    def _slot_block(self, seq):
+        slot = (seq - self._base) % self.n_slots
+        return self.first_block + slot * (1 + self.seg_data_blocks)
+
+    @property
+    def capacity_s(self):
+        """Audio the ring can hold, seconds."""
+        return self.n_slots * self.seg_samples // self.rate_hz
+
+    # -- raw I/O with fault accounting --------------------------------------------
+    def _write(self, block, buf):
+        try:
+            self.dev.writeblocks(block, buf)
+            return True
+        except OSError as exc:
+            self.counts["write_errors"] += 1
+            self.card = CARD_WRITE_ERROR
+            self.last_error = "write block %d: %s" % (block, exc)
+            return False
+
+    def _read(self, block, buf):
+        try:
+            self.dev.readblocks(block, buf)
+            return True
+        except OSError as exc:
+            self.counts["read_errors"] += 1
+            self.card = CARD_READ_ERROR
+            self.last_error = "read block %d: %s" % (block, exc)
+            return False
+
+    def header(self, seq):
+        """Header of segment ``seq`` if that slot holds it, else None (never raises)."""
+        if self.n_slots == 0 or not self._read(self._slot_block(seq), self._hbuf):
+            return None
+        try:
+            h = unpack_header(self._hbuf)
+        except ValueError:
+            return None
+        if h is None or h.seq != seq:
+            return None
+        return h
+
+    def _wipe(self, seq, from_data_block=-1):
+        """Overwrite slot of ``seq`` with zeros: data blocks from ``from_data_block``
+        (-1 = the header too) to the end of the slot."""
+        block = self._slot_block(seq)
+        end = block + 1 + self.seg_data_blocks
+        b = block + 1 + from_data_block
+        ok = True
+        while b < end:
+            n = min(end - b, self.stage_blocks)
+            ok = self._write(b, memoryview(self._zero)[:n * BLOCK_BYTES]) and ok
+            b += n
+        return ok
+
+    # -- boot ------------------------------------------------------------------------
+    def mount(self, now_utc_us=None):
+        """Scan every slot header, repair and expire; returns a summary dict.
+
+        Starts a new boot session.  Corrupt headers and segments whose age cannot
+        be proven are overwritten; partial segments (power cut) keep their
+        committed audio and lose the older bytes after it.  With ``now_utc_us``
+        every segment older than the retention is overwritten too.
+        """
+        try:
+            total = self.n_blocks
+            if total is None:
+                total = self.dev.ioctl(_IOCTL_BLOCK_COUNT, 0) - self.first_block
+            size = self.dev.ioctl(_IOCTL_BLOCK_SIZE, 0)
+        except (OSError, TypeError) as exc:
+            self.card = CARD_MISSING
+            self.last_error = "no card: %s" % exc
+            self.n_slots = 0
+            return {"card": self.card}
+        if size not in (None, BLOCK_BYTES):
+            raise ValueError("block size must be 512")
+        self.n_slots = plan_slots(total, self.rate_hz, self.seg_data_blocks, self.retention_s)
+        if self.n_slots < 2:
+            self.card = CARD_TOO_SMALL
+            self.n_slots = 0
+            return {"card": self.card}
+        self.card = CARD_OK
+        self._base = 0
+        slot_blocks = 1 + self.seg_data_blocks
+        max_seq, max_slot, max_session = 0, 0, 0
+        for slot in range(self.n_slots):
+            if not self._read(self.first_block + slot * slot_blocks, self._hbuf):
+                continue
+            try:
+                h = unpack_header(self._hbuf)
+            except ValueError:
+                continue
+            if h is not None and h.seq > max_seq:
+                max_seq, max_slot = h.seq, slot
+            if h is not None and h.session > max_session:
+                max_session = h.session
+        self._base = (max_seq - max_slot) % self.n_slots
+        self._next_seq = max_seq + 1
+        self.session = max_session + 1
+        self._session_seq = self._next_seq
+        self._tail_seq = self._next_seq
+        kept = 0
+        for seq in range(self._next_seq - self.n_slots, self._next_seq):
+            if not self._read(self._slot_block(seq), self._hbuf):
+                continue
+            try:
+                h = unpack_header(self._hbuf)
+            except ValueError:        # torn or damaged header: its audio cannot be dated
+                self._wipe(seq)
+                self.counts["corrupt_segments"] += 1
+                continue
+            if h is None:
+                continue
+            if h.seq != seq:          # a header that is not where its number says
+                self._wipe(seq)
+                self.counts["corrupt_segments"] += 1
+            elif self._expired(h, now_utc_us):
+                self._wipe(seq)
+                self.counts["wiped_segments"] += 1
+            else:
+                if not h.flags & FLAG_TAIL_CLEAN:
+                    self._close_tail(h)
+                kept += 1
+        self._expire_seq = self._next_seq - self.n_slots
+        return {"card": self.card, "slots": self.n_slots, "kept": kept,
+                "session": self.session, "capacity_s": self.capacity_s}
+
+    def _close_tail(self, h):
+        """Zero the data blocks after the committed samples of ``h``; mark it clean."""
+        used = (h.n_samples * 2 + BLOCK_BYTES - 1) // BLOCK_BYTES
+        if used * BLOCK_BYTES > h.n_samples * 2:
+            # the last partly used block: keep its committed bytes, zero the rest
+            b = self._slot_block(h.seq) + used
+            if self._read(b, self._rbuf):
+                for i in range(h.n_samples * 2 - (used - 1) * BLOCK_BYTES, BLOCK_BYTES):
+                    self._rbuf[i] = 0
+                self._write(b, self._rbuf)
+        if self._wipe(h.seq, used):
+            h.flags |= FLAG_TAIL_CLEAN
+            pack_header(self._hbuf, h)
+            self._write(self._slot_block(h.seq), self._hbuf)
+
+    # -- retention policy ------------------------------------------------------------
+    def _expired(self, h, now_utc_us):
+        """True if segment ``h`` must not be kept (see the module docstring)."""
+        if h.session == self.session and self._next is not None:
+            return self._next - h.first_sample >= self._retention_samples
+        if not h.flags & FLAG_UTC:
+            return h.session != self.session
+        if now_utc_us is None:
+            return False
+        age_us = now_utc_us - h.utc_us
+        return age_us >= self.retention_s * 1000000 or -age_us > FUTURE_SLACK_S * 1000000
+
+    def expire(self, now_utc_us=None, max_headers=64):
+        """Overwrite expired segments; returns how many were wiped.
+
+        Reads at most ``max_headers`` headers per call (call it periodically, e.g.
+        once per segment, and at once when UTC first becomes known).  Segments of
+        earlier sessions are examined round robin, every one of them; those of the
+        current session oldest first, stopping at the first young enough.
+        """
+        if self.n_slots == 0:
+            return 0
+        self.flush()
+        wiped = 0
+        lo = self._next_seq - self.n_slots
+        end = self._cur.seq if self._cur is not None else self._next_seq
+        prior_end = min(self._session_seq, end)
+        if self._expire_seq < lo or self._expire_seq >= prior_end:
+            self._expire_seq = lo
+        while max_headers > 0 and self._expire_seq < prior_end:
+            max_headers -= 1
+            h = self.header(self._expire_seq)
+            if h is not None and self._expired(h, now_utc_us):
+                self._wipe(h.seq)
+                self.counts["wiped_segments"] += 1
+                wiped += 1
+            self._expire_seq += 1
+        seq = max(lo, self._session_seq, self._tail_seq)
+        while max_headers > 0 and seq < end:
+            max_headers -= 1
+            h = self.header(seq)
+            if h is not None:
+                if not self._expired(h, now_utc_us):
+                    break
+                self._wipe(seq)
+                self.counts["wiped_segments"] += 1
+                wiped += 1
+            seq += 1
+        self._tail_seq = seq
+        return wiped
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, block, first_sample_index):
+        """Append int16 LE sample bytes ``block`` whose first sample has index
+        ``first_sample_index`` (the app's audio_sink hook).  Never raises on card faults."""
+        if self.n_slots == 0:
+            self.counts["dropped_samples"] += len(block) // 2
+            return
+        if self._next is not None and first_sample_index != self._next:
+            self.counts["gaps"] += 1
+            if first_sample_index > self._next:
+                self.counts["dropped_samples"] += first_sample_index - self._next
+            self._close()
+        mv = memoryview(block)
+        pos = 0
+        n = len(block)
+        s = first_sample_index
+        while pos < n:
+            if self._cur is None:
+                self._open(s)
+            room_seg = (self.seg_samples - self._cur.n_samples) * 2 - (self._fill - self._crc_done)
+            take = min(n - pos, len(self._stage) - self._fill, room_seg)
+            self._stage_mv[self._fill:self._fill + take] = mv[pos:pos + take]
+            self._fill += take
+            pos += take
+            s += take // 2
+            if self._fill == len(self._stage):
+                self._commit()
+            if self._cur is not None and self._cur.n_samples + (self._fill - self._crc_done) // 2 \
+                    >= self.seg_samples:
+                self._commit()
+                self._cur = None
+        self._next = first_sample_index + n // 2
+
+    def _open(self, first_sample):
+        utc = self.clock(first_sample) if self.clock is not None else None
+        h = Header(self._next_seq, self.session, first_sample, 0, self.rate_hz,
+                   utc or 0, (FLAG_UTC if utc else 0), 0)
+        self._next_seq += 1
+        self._cur = h
+        self._fill = 0
+        self._crc_done = 0
+        self._stage_block = 0
+        pack_header(self._hbuf, h)
+        self._write(self._slot_block(h.seq), self._hbuf)
+        self.counts["segments_written"] += 1
+
+    def _commit(self):
+        """Write the staged blocks, then the header that makes them valid."""
+        h = self._cur
+        if h is None or self._fill == self._crc_done:
+            return
+        nblk = (self._fill + BLOCK_BYTES - 1) // BLOCK_BYTES
+        for i in range(self._fill, nblk * BLOCK_BYTES):
+            self._stage[i] = 0
+        base = self._slot_block(h.seq) + 1 + self._stage_block
+        if not self._write(base, self._stage_mv[:nblk * BLOCK_BYTES]):
+            self.counts["dropped_samples"] += (self._fill - self._crc_done) // 2
+            self._cur = None        # the segment ends at its last good commit
+            return
+        h.data_crc = crc32(self._stage_mv[self._crc_done:self._fill], h.data_crc)
+        h.n_samples += (self._fill - self._crc_done) // 2
+        if not h.flags & FLAG_UTC and self.clock is not None:
+            utc = self.clock(h.first_sample)
+            if utc:
+                h.utc_us = utc
+                h.flags |= FLAG_UTC
+        if h.n_samples >= self.seg_samples:
+            h.flags |= FLAG_TAIL_CLEAN
+        pack_header(self._hbuf, h)
+        if self._write(self._slot_block(h.seq), self._hbuf) and self.card != CARD_OK:
+            self.card = CARD_OK
+        if self._fill == len(self._stage):
+            self._stage_block += self.stage_blocks
+            self._fill = 0
+            self._crc_done = 0
+        else:
+            self._crc_done = self._fill
+
+    def flush(self):
+        """Commit what is staged (a partly filled block is padded and rewritten later)."""
+        if self._cur is not None:
+            self._commit()
+
+    def _close(self):
+        """End the open segment early (gap or shutdown): commit it, zero the rest of its slot."""
+        h = self._cur
+        if h is None:
+            return
+        self._commit()
+        self._cur = None
+        if self.n_slots and not h.flags & FLAG_TAIL_CLEAN:
+            self._close_tail(h)
+
+    def close(self):
+        """Orderly shutdown: commit and close the open segment."""
+        self._close()
+        self._next = None
+
+    # -- reading (for the snippet service only) ----------------------------------------
+    def find(self, sample_index):
+        """Header of the current-session segment holding ``sample_index``; AudioGone if none."""
+        if self.n_slots == 0:
+            raise AudioGone("no_card")
+        self.flush()
+        lo = max(self._session_seq, self._next_seq - self.n_slots)
+        hi = self._next_seq - 1
+        found = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            h = self.header(mid)
+            if h is None or h.session != self.session or h.first_sample <= sample_index:
+                if h is not None and h.session == self.session and h.first_sample <= sample_index:
+                    found = h
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        if found is None or sample_index >= found.first_sample + found.n_samples:
+            raise AudioGone("expired")
+        return found
+
+    def read(self, first_sample, out):
+        """Fill ``out`` (bytearray/memoryview, 2 bytes per sample) with the audio from
+        ``first_sample`` on.  Every segment touched is CRC-checked whole.
+        Raises AudioGone("expired" | "corrupt" | "not_recorded" | "no_card")."""
+        out = memoryview(out)
+        n = len(out) // 2
+        s = first_sample
+        while s < first_sample + n:
+            h = self.find(s)
+            if self._expired(h, None):
+                raise AudioGone("expired")
+            end = min(first_sample + n, h.first_sample + h.n_samples)
+            self._read_segment(h, s, end, out[(s - first_sample) * 2:(end - first_sample) * 2])
+            s = end
+        return n
+
+    def _read_segment(self, h, s0, s1, out):
+        block = self._slot_block(h.seq) + 1
+        n_bytes = h.n_samples * 2
+        lo = (s0 - h.first_sample) * 2
+        hi = (s1 - h.first_sample) * 2
+        crc = 0
+        off = 0
+        while off < n_bytes:
+            if not self._read(block + off // BLOCK_BYTES, self._rbuf):
+                raise AudioGone("read_error")
+            take = min(BLOCK_BYTES, n_bytes - off)
+            crc = crc32(memoryview(self._rbuf)[:take], crc)
+            a = max(lo, off)
+            b = min(hi, off + take)
+            if a < b:
+                out[a - lo:b - lo] = memoryview(self._rbuf)[a - off:b - off]
+            off += take
+        if crc != h.data_crc:
+            self.counts["corrupt_segments"] += 1
+            raise AudioGone("corrupt")
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self):
+        """Dict for heartbeats: card state, capacity, counters, last error."""
+        d = {"card": self.card, "capacity_s": self.capacity_s if self.n_slots else 0,
+             "last_error": self.last_error}
+        for k in self.counts:
+            d[k] = self.counts[k]
+        return d

@@ -1,0 +1,333 @@
+"""The 72-hour audio ring buffer on the raw SD card (firmware/shotline_fw/audiobuf.py)."""
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from audiobuf_helpers import MissingCard, RamBlockDev, mic_samples
+from shotline_fw import audiobuf
+from shotline_fw.audiobuf import AudioGone, AudioRing
+
+HERE = Path(__file__).resolve().parent
+RATE_HZ = 1000
+SEG_BLOCKS = 8                      # 2048 samples per segment
+SEG_SAMPLES = SEG_BLOCKS * 256
+SLOT_BLOCKS = SEG_BLOCKS + 1
+T0_US = 1_545_180_567 * 1_000_000   # 2018-12-19T00:49:27Z
+H_US = 3600 * 1_000_000
+
+
+def utc_clock(t0_us=T0_US, rate_hz=RATE_HZ):
+    return lambda s: t0_us + s * 1_000_000 // rate_hz
+
+
+def make_ring(dev, clock=None, **kw):
+    kw.setdefault("seg_data_blocks", SEG_BLOCKS)
+    kw.setdefault("stage_blocks", 2)
+    return AudioRing(dev, RATE_HZ, clock if clock is not None else utc_clock(), **kw)
+
+
+def feed(ring, first, n, rng, max_block=700):
+    """Write mic samples [first, first+n) in random-sized blocks (odd sizes included)."""
+    s = first
+    while s < first + n:
+        k = min(rng.randint(1, max_block), first + n - s)
+        ring.write(mic_samples(s, k), s)
+        s += k
+    return s
+
+
+def slot_ranges(ring):
+    size = SLOT_BLOCKS * 512
+    return [(ring.first_block * 512 + i * size, ring.first_block * 512 + (i + 1) * size)
+            for i in range(ring.n_slots)]
+
+
+def assert_only_zero_or_fill(image, start=0, end=None, fill=0xA5):
+    """Every 512-byte block is all zeros or the untouched fill: no audio byte left."""
+    end = len(image) if end is None else end
+    for off in range(start, end, 512):
+        blk = bytes(image[off:off + 512])
+        assert blk in (bytes(512), bytes([fill]) * 512), f"audio left in block {off // 512}"
+
+
+def test_gap_free_writing_across_segment_boundaries_and_wrap_around():
+    dev = RamBlockDev(5 * SLOT_BLOCKS + 3)
+    ring = make_ring(dev)
+    assert ring.mount()["slots"] == 5
+    rng = random.Random(7)
+    end = feed(ring, 0, int(3.5 * 5 * SEG_SAMPLES), rng)
+    ring.flush()
+    # Headers: consecutive segments, each starting where the previous ended.
+    heads = [ring.header(q) for q in range(ring._next_seq - 5, ring._next_seq)]
+    assert all(h is not None for h in heads)
+    for a, b in zip(heads, heads[1:]):
+        assert b.first_sample == a.first_sample + a.n_samples
+        assert a.n_samples == SEG_SAMPLES and a.utc_us == T0_US + a.first_sample * 1000
+    assert heads[-1].first_sample + heads[-1].n_samples == end
+    # Everything still held reads back exactly, across every segment boundary.
+    oldest = heads[0].first_sample
+    out = bytearray(2 * (end - oldest))
+    ring.read(oldest, out)
+    assert out == mic_samples(oldest, end - oldest)
+    # Overwritten audio is refused, not returned.
+    with pytest.raises(AudioGone):
+        ring.read(oldest - 10, bytearray(40))
+    assert ring.health()["gaps"] == 0 and ring.health()["dropped_samples"] == 0
+
+
+def test_gap_in_capture_closes_the_segment_and_is_counted():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    rng = random.Random(1)
+    feed(ring, 0, 3000, rng)
+    feed(ring, 3500, 1000, rng)            # 500 samples never arrived
+    ring.flush()
+    h = ring.health()
+    assert h["gaps"] == 1 and h["dropped_samples"] == 500
+    out = bytearray(2 * 1000)
+    ring.read(3500, out)
+    assert out == mic_samples(3500, 1000)
+    with pytest.raises(AudioGone):
+        ring.read(3200, bytearray(20))      # inside the gap
+    # The closed segment's unused blocks hold zeros, not older card content.
+    first_slot = ring._slot_block(ring._session_seq + 1) * 512
+    used = (3000 - SEG_SAMPLES) * 2
+    tail = dev.image[first_slot + 512 + used:first_slot + SLOT_BLOCKS * 512]
+    assert bytes(tail) == bytes(len(tail))
+
+
+def test_power_cut_mid_segment_keeps_committed_audio_and_zeroes_the_rest():
+    dev = RamBlockDev(4 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    rng = random.Random(3)
+    feed(ring, 0, SEG_SAMPLES + 1200, rng)
+    ring.flush()                            # 1200 samples committed in segment 2
+    committed = ring.header(ring._cur.seq)
+    assert committed.n_samples == 1200
+    dev.cut_after_writes = 1                # the power fails during the next commit
+    feed(ring, SEG_SAMPLES + 1200, 300, rng)
+    ring.flush()
+    dev.cut_after_writes = None
+    # Reboot: a new ring object on the same card.
+    ring2 = make_ring(dev)
+    summary = ring2.mount(now_utc_us=T0_US + 10 * 1_000_000)
+    assert summary["kept"] == 2 and ring2.session == ring.session + 1
+    h = ring2.header(committed.seq)
+    assert h.n_samples >= 1200 and h.flags & audiobuf.FLAG_TAIL_CLEAN
+    base = ring2._slot_block(h.seq) * 512 + 512
+    data = dev.image[base:base + 2 * h.n_samples]
+    assert data == mic_samples(SEG_SAMPLES, h.n_samples)
+    from shotline_fw.wire import crc32
+    assert crc32(data) == h.data_crc
+    # no byte of the slot after the committed audio survives (it held 0xA5 "old" data)
+    rest = dev.image[base + 2 * h.n_samples:base + SEG_BLOCKS * 512]
+    assert bytes(rest) == bytes(len(rest))
+    # the new session writes after it, and the earlier session's audio is intact
+    ring2.write(mic_samples(0, 100), 0)
+    ring2.flush()
+    assert ring2.header(committed.seq).n_samples == h.n_samples
+
+
+def test_long_power_off_wipes_every_byte_of_expired_audio():
+    dev = RamBlockDev(6 * SLOT_BLOCKS + 2)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, 4 * SEG_SAMPLES + 77, random.Random(5))
+    ring.close()
+    written = bytes(dev.image)
+    assert written.count(bytes(mic_samples(0, 256))) == 1       # audio is on the card
+    ring2 = make_ring(dev)
+    summary = ring2.mount(now_utc_us=T0_US + 7 * 24 * H_US)     # off for a week
+    assert summary["kept"] == 0
+    assert ring2.health()["wiped_segments"] == 5
+    assert_only_zero_or_fill(dev.image)
+
+
+def test_expiry_after_clock_jumps():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, 2 * SEG_SAMPLES, random.Random(2))
+    ring.close()
+    # Reboot 71 h later: young enough, kept.
+    ring2 = make_ring(dev, clock=utc_clock(T0_US + 71 * H_US))
+    assert ring2.mount(now_utc_us=T0_US + 71 * H_US)["kept"] == 2
+    # The clock jumps forward: by the next expiry pass the audio is 73 h old.
+    assert ring2.expire(now_utc_us=T0_US + 73 * H_US) == 2
+    assert_only_zero_or_fill(dev.image)
+
+
+def test_audio_stamped_in_the_future_is_wiped_when_the_clock_goes_back():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev, clock=utc_clock(T0_US + 24 * H_US))  # clock was a day fast
+    ring.mount()
+    feed(ring, 0, SEG_SAMPLES + 10, random.Random(4))
+    ring.close()
+    ring2 = make_ring(dev)
+    assert ring2.mount(now_utc_us=T0_US)["kept"] == 0
+    assert_only_zero_or_fill(dev.image)
+
+
+def test_earlier_session_without_utc_is_wiped_at_boot_even_without_time():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev, clock=lambda s: None)
+    ring.mount()
+    feed(ring, 0, SEG_SAMPLES + 10, random.Random(4))
+    ring.close()
+    ring2 = make_ring(dev, clock=lambda s: None)
+    assert ring2.mount(now_utc_us=None)["kept"] == 0
+    assert_only_zero_or_fill(dev.image)
+
+
+def test_earlier_session_with_utc_waits_for_time_then_expires():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, SEG_SAMPLES + 10, random.Random(4))
+    ring.close()
+    ring2 = make_ring(dev, clock=lambda s: None)
+    assert ring2.mount(now_utc_us=None)["kept"] == 2          # age unknown until GPS time
+    ring2.write(mic_samples(0, 3000), 0)                      # new session records meanwhile
+    assert ring2.expire(now_utc_us=T0_US + 80 * H_US) == 2    # first fix: 80 h later
+    for lo, hi in slot_ranges(ring2)[:3]:
+        assert_only_zero_or_fill(dev.image, lo, hi)
+    out = bytearray(2 * 3000)
+    ring2.read(0, out)                                        # the new session's audio is kept
+    assert out == mic_samples(0, 3000)
+
+
+def test_current_session_ages_by_sample_count_whatever_the_clock_says():
+    dev = RamBlockDev(5 * SLOT_BLOCKS)
+    ring = make_ring(dev, clock=lambda s: T0_US, retention_s=20)   # a stuck clock
+    ring.mount()
+    feed(ring, 0, 5000, random.Random(8))
+    gap_to = 30 * RATE_HZ                   # capture resumed 30 s later (samples counted on)
+    ring.write(mic_samples(gap_to, 100), gap_to)
+    wiped = ring.expire(now_utc_us=T0_US)
+    assert wiped == 3
+    with pytest.raises(AudioGone):
+        ring.read(100, bytearray(20))
+    for lo, hi in slot_ranges(ring)[1:4]:
+        assert_only_zero_or_fill(dev.image, lo, hi)
+
+
+def test_ring_never_holds_more_than_the_retention():
+    assert audiobuf.plan_slots(10**9, RATE_HZ, SEG_BLOCKS, retention_s=20) == 20 * RATE_HZ // SEG_SAMPLES
+    assert audiobuf.plan_slots(50, RATE_HZ, SEG_BLOCKS) == 50 // SLOT_BLOCKS
+
+
+def test_documented_card_size_for_72_hours_at_16_khz():
+    n_bytes = audiobuf.card_bytes_for(audiobuf.RETENTION_S, 16000, 500)
+    assert 8.29e9 < n_bytes < 8.32e9       # 16 kHz x 16 bit x 72 h = 8.29 GB + headers
+
+
+def test_missing_card_is_reported_and_writing_never_raises():
+    ring = make_ring(MissingCard())
+    assert ring.mount()["card"] == "missing"
+    ring.write(mic_samples(0, 500), 0)
+    h = ring.health()
+    assert h["card"] == "missing" and h["dropped_samples"] == 500
+    with pytest.raises(AudioGone, match="no_card"):
+        ring.read(0, bytearray(10))
+
+
+def test_card_too_small():
+    ring = make_ring(RamBlockDev(SLOT_BLOCKS + 3))
+    assert ring.mount()["card"] == "too_small"
+    ring.write(mic_samples(0, 10), 0)
+    assert ring.health()["dropped_samples"] == 10
+
+
+def test_write_errors_are_counted_and_recording_resumes():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    rng = random.Random(9)
+    feed(ring, 0, 1000, rng)
+    dev.fail_writes = True
+    feed(ring, 1000, 1500, rng)
+    h = ring.health()
+    assert h["card"] == "write_error" and h["write_errors"] > 0 and h["dropped_samples"] > 0
+    assert "block" in h["last_error"]
+    dev.fail_writes = False
+    feed(ring, 2500, 1500, rng)
+    ring.flush()
+    assert ring.health()["card"] == "ok"
+    out = bytearray(2 * 1000)
+    ring.read(3000, out)
+    assert out == mic_samples(3000, 1000)
+
+
+def test_corrupt_data_is_refused_and_corrupt_header_wiped_at_boot():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, 2 * SEG_SAMPLES, random.Random(6))
+    ring.flush()
+    seq = ring._session_seq
+    base = ring._slot_block(seq) * 512
+    dev.image[base + 512 + 1000] ^= 0xFF             # a flipped bit in the audio
+    with pytest.raises(AudioGone, match="corrupt"):
+        ring.read(10, bytearray(20))
+    assert ring.health()["corrupt_segments"] == 1
+    dev.image[base + 8] ^= 0x01                        # and in its header
+    ring2 = make_ring(dev)
+    ring2.mount(now_utc_us=T0_US)
+    assert ring2.health()["corrupt_segments"] == 1
+    assert_only_zero_or_fill(dev.image, base, base + SLOT_BLOCKS * 512)
+
+
+def test_header_codec_round_trip_and_crc():
+    buf = bytearray(512)
+    h = audiobuf.Header(7, 2, 123456789012, 2048, 16000, T0_US, audiobuf.FLAG_UTC, 0xDEADBEEF)
+    audiobuf.pack_header(buf, h)
+    g = audiobuf.unpack_header(buf)
+    assert (g.seq, g.session, g.first_sample, g.n_samples, g.rate_hz, g.utc_us, g.flags,
+            g.data_crc) == (7, 2, 123456789012, 2048, 16000, T0_US, 1, 0xDEADBEEF)
+    buf[20] ^= 1
+    with pytest.raises(ValueError):
+        audiobuf.unpack_header(buf)
+    assert audiobuf.unpack_header(bytearray(512)) is None
+
+
+@pytest.mark.micropython
+def test_ring_under_real_micropython(micropython):
+    script = """
+from audiobuf_helpers import RamBlockDev, mic_samples
+from shotline_fw.audiobuf import AudioRing, AudioGone
+dev = RamBlockDev(4 * 9 + 1)
+ring = AudioRing(dev, 1000, lambda s: 1545180567000000 + s * 1000, seg_data_blocks=8, stage_blocks=2)
+assert ring.mount()["slots"] == 4
+s = 0
+sizes = (1, 255, 256, 700, 513, 2048, 3, 1000)
+i = 0
+while s < 3 * 4 * 2048 + 300:
+    k = sizes[i % len(sizes)]
+    ring.write(mic_samples(s, k), s)
+    s += k
+    i += 1
+ring.flush()
+oldest = s - 3 * 2048
+out = bytearray(2 * (s - oldest))
+ring.read(oldest, out)
+assert out == mic_samples(oldest, s - oldest)
+try:
+    ring.read(0, bytearray(4))
+    raise SystemExit("old audio returned")
+except AudioGone:
+    pass
+ring.close()
+ring2 = AudioRing(dev, 1000, lambda s: None, seg_data_blocks=8, stage_blocks=2)
+assert ring2.mount(now_utc_us=1545180567000000 + 7 * 86400 * 1000000)["kept"] == 0
+for off in range(0, len(dev.image), 512):
+    blk = dev.image[off:off + 512]
+    assert blk == bytes(512) or blk == b"\\xa5" * 512
+print("ok", ring.health()["segments_written"])
+"""
+    out = micropython(script, paths=[str(HERE)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok")
