@@ -105,7 +105,7 @@ def test_failed_migration_rolls_back_and_keeps_version(tmp_path, monkeypatch):
     Store(path).close()
     bad = ("broken", "CREATE TABLE half (id INTEGER); CREATE TABLE oops (;")
     monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS + [bad])
-    with pytest.raises(StoreError, match="migration 2"):
+    with pytest.raises(StoreError, match=f"migration {len(MIGRATIONS) + 1}"):
         Store(path)
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

@@ -333,12 +333,19 @@ class LiveAssociation:
     wall clock (``advance(idle_s)``), so an event is decided even when the
     night goes quiet, yet a faster-than-real-time replay is never cut short.
     Triggers without UTC (``time_quality == "none"``) are not associated.
+
+    Boards report in parallel, so triggers reach the associator a little out
+    of time order; ``max_delay_s`` (default 1 s) is how late one may come and
+    still be waited for.  Later ones (a board that reconnects after minutes)
+    are handled by the associator as late triggers: joined to a recent event
+    (stored again as a new revision) or kept unexplained.
     """
 
     def __init__(self, origin_llh=None, **options):
         from shotline.associate import Associator
         from shotline.geo import LocalFrame
 
+        options.setdefault("max_delay_s", 1.0)
         self.associator = Associator(**options)
         self.frame = None if origin_llh is None else LocalFrame(*origin_llh)
         self._latest_onset_s = None
