@@ -79,7 +79,7 @@ def _get(obj, key, default=None):
 
 def event_time_s(event):
     """The event's UTC time in POSIX seconds (NaN if it has none)."""
-    for key in ("time_utc_s", "origin_time_s", "time_s", "onset_utc_s"):
+    for key in ("time_utc_s", "t_emit_s", "time_s"):
         v = _get(event, key)
         if v is not None:
             return float(v)
@@ -91,7 +91,9 @@ def event_time_s(event):
 
 
 def event_position_m(event):
-    """Located source position (3 floats, ENU m) or ``None``."""
+    """Located source position (3 floats, ENU m) or ``None`` (also when its status is not ok)."""
+    if _get(event, "status", "ok") != "ok":
+        return None
     pos = _get(event, "position_m")
     if pos is None and _get(event, "fix") is not None:
         fix = _get(event, "fix")
@@ -128,16 +130,25 @@ def event_location_error_m(event):
 
 
 def event_reports(event):
-    """``SensorReport`` per trigger of the event."""
+    """``SensorReport`` per trigger of the event.
+
+    A trigger is a dict or object with the detector's fields (or those under
+    ``features``, as on ``associate.Trigger``, or under ``trigger``) and the
+    sensor's position as ``sensor_position_m`` or ``position_m``.
+    """
     triggers = _get(event, "triggers")
     if not triggers:
         raise cf.FeatureError("event has no triggers")
     reports = []
     for trig in triggers:
-        inner = _get(trig, "trigger", trig)
-        inner = inner.to_dict() if hasattr(inner, "to_dict") else inner
+        fields = {}
+        for part in (_get(trig, "trigger"), _get(trig, "features"), trig):
+            if part is not None:
+                part = part.to_dict() if hasattr(part, "to_dict") else part
+                fields.update({k: v for k, v in dict(part).items() if v is not None}
+                              if isinstance(part, dict) else {})
         pos = _get(trig, "sensor_position_m", _get(trig, "position_m"))
-        reports.append(cf.sensor_report(inner, pos))
+        reports.append(cf.sensor_report(fields, pos))
     return reports
 
 
