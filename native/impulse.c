@@ -217,7 +217,8 @@ int impulse_config_check(const impulse_config_t *c)
         || c->lookback_n + c->post_n > IMPULSE_RING_N - 1
         || c->measure_n < c->post_n || c->measure_n > c->holdoff_n
         || c->zc_max_n < 1 || c->zc_max_n > c->lookback_n
-        || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255) {
+        || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255
+        || c->mask_shift < 0 || c->mask_shift > 24) {
         return IMPULSE_EINVAL;
     }
     if (c->band_lp1_q14 < 1 || c->band_lp1_q14 > (1 << IMPULSE_COEF_SHIFT)
@@ -266,7 +267,6 @@ static void start_trigger(impulse_state_t *st, int64_t n)
     t->noise_q16 = st->lta;
     t->sta_trigger_q16 = st->sta;
     t->sta_peak_q16 = st->sta;
-    t->measure_n = st->cfg.measure_n;
     st->sta_peak_sample = n;
     st->width_end = NEVER;
     st->decay_end = NEVER;
@@ -277,6 +277,24 @@ static void start_trigger(impulse_state_t *st, int64_t n)
 }
 
 static int64_t not_before(int64_t v, int64_t lo) { return v < lo ? lo : v; }
+
+/* Complete the current trigger at sample n (the last sample of its window). */
+static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, size_t *count,
+                   size_t max_out)
+{
+    impulse_trigger_t *t = &st->cur;
+    t->width_n = (int32_t)(not_before(st->width_end == NEVER ? n + 1 : st->width_end,
+                                      t->onset_sample) - t->onset_sample);
+    t->decay_n = (int32_t)((st->decay_end == NEVER ? n + 1 : st->decay_end) - st->sta_peak_sample);
+    t->measure_n = (int32_t)(n + 1 - t->trigger_sample);
+    if (*count < max_out) {
+        out[(*count)++] = *t;
+    } else {
+        st->dropped++;
+    }
+    st->phase = PHASE_IDLE;
+    st->idle_since = n + 1;
+}
 
 size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_samples,
                        impulse_trigger_t *out, size_t max_out)
@@ -295,7 +313,6 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
         /* 1. two one-pole high-pass sections */
         h = sat_y(x - st->x1 + ((c->hp_pole_q14 * st->h1) >> IMPULSE_COEF_SHIFT));
         y = sat_y(h - st->h1 + ((c->hp_pole_q14 * st->y1) >> IMPULSE_COEF_SHIFT));
-        st->x1 = x;
         st->h1 = h;
         st->y1 = y;
         st->ring[(size_t)(n & IMPULSE_RING_MASK)] = (int16_t)y;
@@ -305,20 +322,32 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
         env = ay << IMPULSE_ENV_SHIFT;
         st->sta += (env - st->sta) >> c->sta_shift;
 
+        st->mask -= st->mask >> c->mask_shift;
         if (st->phase == PHASE_IDLE) {
             int above;
-            st->lta += (env - st->lta) >> st->lta_k;
-            if (st->lta_k < c->lta_shift && n + 1 >= ((int64_t)1 << (st->lta_k + 1))) {
-                st->lta_k++;
+            int32_t ref;
+            if (x != st->x1) {
+                /* constant input (digital silence, a stuck ADC) teaches the LTA nothing */
+                if (st->live_n < INT32_MAX) {
+                    st->live_n++;
+                }
+                st->lta += (env - st->lta) >> st->lta_k;
+                if (st->lta_k < c->lta_shift && st->live_n >= (int32_t)1 << (st->lta_k + 1)) {
+                    st->lta_k++;
+                }
             }
             /* 3. trigger */
-            above = st->sta > c->floor_q16 && st->sta > st->lta
-                    && ((int64_t)st->sta << 8) > (int64_t)st->lta * c->ratio_q8;
+            ref = st->lta > st->mask ? st->lta : st->mask;
+            above = st->sta > c->floor_q16 && st->sta > ref
+                    && ((int64_t)st->sta << 8) > (int64_t)ref * c->ratio_q8;
             if (!above) {
                 st->armed = 1;
-            } else if (st->armed && n >= c->warmup_n && n - st->last_trigger >= c->holdoff_n) {
+            } else if (st->armed && st->live_n >= c->warmup_n
+                       && n - st->last_trigger >= c->holdoff_n) {
                 start_trigger(st, n);
             }
+        } else if (st->sta > st->mask) {
+            st->mask = st->sta;
         }
         if (st->phase != PHASE_IDLE) {
             impulse_trigger_t *t = &st->cur;
@@ -343,6 +372,7 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
                 if (--st->countdown == 0) {
                     /* 4. onset pick; primes the band filters up to this sample */
                     pick_onset(st, n + 1);
+                    st->event_ref = t->sta_peak_q16;
                     st->phase = PHASE_MEASURE;
                     st->countdown = c->measure_n - c->post_n;
                 }
@@ -356,19 +386,16 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
             }
             /* 5. emit */
             if (st->phase == PHASE_MEASURE && st->countdown == 0) {
-                t->width_n = (int32_t)(not_before(st->width_end == NEVER ? n + 1 : st->width_end,
-                                                  t->onset_sample) - t->onset_sample);
-                t->decay_n = (int32_t)((st->decay_end == NEVER ? n + 1 : st->decay_end)
-                                       - st->sta_peak_sample);
-                if (count < max_out) {
-                    out[count++] = *t;
-                } else {
-                    st->dropped++;
-                }
-                st->phase = PHASE_IDLE;
-                st->idle_since = n + 1;
+                finish(st, n, out, &count, max_out);
+            } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
+                       && ((int64_t)st->sta << 8) > (int64_t)st->event_ref * c->ratio_q8) {
+                /* a much stronger pulse inside the hold-off (the muzzle blast after a
+                   weak precursor): close this trigger early and start a new one */
+                finish(st, n, out, &count, max_out);
+                start_trigger(st, n);
             }
         }
+        st->x1 = x;
         st->n = n + 1;
     }
     return count;

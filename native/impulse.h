@@ -13,13 +13,18 @@
  * Pipeline per sample x (int16):
  *   1. high-pass: two cascaded one-pole sections (DC and rumble removal) -> y
  *   2. envelope |y| (Q16); STA and LTA exponential averages (shift time constants)
- *   3. trigger when STA > ratio * LTA and STA > floor, after warm-up, armed,
- *      and outside the hold-off of the previous trigger
+ *   3. trigger when STA > ratio * max(LTA, echo mask) and STA > floor, after
+ *      warm-up, armed, and outside the hold-off of the previous trigger.  The
+ *      LTA learns only from non-constant input (digital silence freezes it)
+ *      and is frozen while a trigger is measured; the echo mask is the last
+ *      trigger's STA peak decaying exponentially (reverberation, echoes).
  *   4. onset pick, post_n samples after the trigger, on the pre-trigger ring:
  *      AIC change point of y^2, refined to the zero crossing at the start of
  *      the pulse with a sub-sample (Q16) fraction
  *   5. features accumulated over measure_n samples from the trigger, then the
- *      trigger is emitted.  Conversion to dB / seconds is done by the binding.
+ *      trigger is emitted.  A pulse whose STA exceeds ratio * the current
+ *      trigger's STA peak (a muzzle blast after a weak precursor) closes the
+ *      current trigger early and starts a new one despite the hold-off.  Conversion to dB / seconds is done by the binding.
  */
 #ifndef IMPULSE_H
 #define IMPULSE_H
@@ -39,7 +44,7 @@ extern "C" {
 #define IMPULSE_RING_MASK (IMPULSE_RING_N - 1)
 
 /* Number of int32 fields in impulse_config_t (for bindings that pack it). */
-#define IMPULSE_CONFIG_FIELDS 16
+#define IMPULSE_CONFIG_FIELDS 17
 
 /* Q formats used in the config and triggers. */
 #define IMPULSE_COEF_SHIFT 14 /* filter coefficients: Q14 */
@@ -58,7 +63,7 @@ typedef struct {
     int32_t ratio_q8;      /* trigger when STA * 256 > LTA * ratio_q8 */
     int32_t floor_q16;     /* and STA > floor_q16 (mean |y| in Q16) */
     int32_t holdoff_n;     /* no new trigger for holdoff_n samples after a trigger */
-    int32_t warmup_n;      /* no trigger during the first warmup_n samples */
+    int32_t warmup_n;      /* no trigger before warmup_n non-constant input samples */
     int32_t lookback_n;    /* onset searched in [trigger - lookback_n, trigger + post_n) */
     int32_t post_n;        /* samples after the trigger seen by the onset pick */
     int32_t measure_n;     /* features measured over measure_n samples from the trigger (<= holdoff_n) */
@@ -69,6 +74,8 @@ typedef struct {
     int32_t band_lp3_q14;
     int32_t width_q8;      /* width: STA above width_q8/256 of its peak */
     int32_t decay_q8;      /* decay: from STA peak until STA < decay_q8/256 of peak */
+    int32_t mask_shift;    /* echo mask: after a trigger the reference level is at least its
+                              STA peak decaying with time constant 2^mask_shift samples */
 } impulse_config_t;
 
 /* ---- trigger (integers only; never audio) ------------------------------ */
@@ -85,7 +92,8 @@ typedef struct {
     int32_t sta_trigger_q16;  /* STA at the trigger sample, Q16 */
     int32_t width_n;          /* samples with STA >= width_q8/256 * sta_peak */
     int32_t decay_n;          /* samples from STA peak until STA < decay_q8/256 * sta_peak */
-    int32_t measure_n;        /* samples the band energies were summed over */
+    int32_t measure_n;        /* samples the band energies were summed over (measure_n
+                                 of the config, fewer if closed early) */
     int32_t clipped;          /* 1 if any input |x| >= 32767 in the measure window */
 } impulse_trigger_t;
 
@@ -103,6 +111,9 @@ typedef struct {
     int32_t lp[3];              /* band low-pass states (Q8), run only around a trigger */
     int32_t sta, lta;           /* envelopes: mean |y| in Q16 */
     int32_t lta_k;              /* LTA shift in use (grows to lta_shift while warming up) */
+    int32_t mask;               /* echo mask, Q16 */
+    int32_t event_ref;          /* STA peak of the current trigger at its onset pick, Q16 */
+    int32_t live_n;             /* non-constant input samples seen (saturates) */
     int32_t phase;              /* 0 idle, 1 picking the onset, 2 measuring */
     int32_t armed;              /* 1 once STA was below the threshold since the last trigger */
     int32_t countdown;          /* samples left in the current phase */
@@ -133,8 +144,8 @@ void impulse_reset(impulse_state_t *state);
  * (at most lookback/post/measure samples after the onset), so any split of a
  * stream into blocks yields the same triggers.  If a block completes more
  * triggers than max_out, the extra ones are dropped and counted (see
- * impulse_dropped); at most one trigger completes per hold-off, so
- * max_out >= n / holdoff_n + 1 never drops.  Returns 0 if an argument is NULL.
+ * impulse_dropped); a trigger spans at least post_n samples, so
+ * max_out >= n / post_n + 2 never drops.  Returns 0 if an argument is NULL.
  */
 size_t impulse_process(impulse_state_t *state, const int16_t *samples, size_t n,
                        impulse_trigger_t *out, size_t max_out);

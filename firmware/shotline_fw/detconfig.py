@@ -27,23 +27,25 @@ FIELDS = (
     "hp_pole_q14", "sta_shift", "lta_shift", "ratio_q8", "floor_q16",
     "holdoff_n", "warmup_n", "lookback_n", "post_n", "measure_n", "zc_max_n",
     "band_lp1_q14", "band_lp2_q14", "band_lp3_q14", "width_q8", "decay_q8",
+    "mask_shift",
 )
 
 DEFAULTS = {
     "highpass_hz": 200.0,        # DC/rumble removal corner (two one-pole sections)
     "sta_s": 0.001,              # short-term average time constant
     "lta_s": 0.5,                # long-term (background) average time constant
-    "ratio_db": 12.0,            # STA/LTA trigger ratio, 20 log10 of the amplitude ratio
+    "ratio_db": 10.0,            # STA/LTA trigger ratio, 20 log10 of the amplitude ratio
     "floor_dbfs": -70.0,         # absolute floor on STA (mean |y|, re 32768)
     "holdoff_s": 0.050,          # no re-trigger within this after a trigger (echoes)
-    "warmup_s": 0.25,            # no trigger until the background is learnt
+    "warmup_s": 0.25,            # no trigger until this much live (non-constant) input
     "lookback_s": 0.008,         # onset searched this far before the trigger
-    "post_s": 0.002,             # ... and this far after it
+    "post_s": 0.002,             # ... and this far after it (both shrink to fit the ring)
     "measure_s": 0.040,          # features measured over this window
     "zc_max_s": 0.001,           # zero crossing searched this far before the rise
     "band_edges_hz": (500.0, 2000.0, 4000.0),
     "width_db": -6.0,            # pulse width: envelope above this re its peak
     "decay_db": -20.0,           # decay time: from peak until envelope falls below this
+    "echo_mask_s": 0.030,        # after a trigger, the reference level decays from its peak
 }
 
 
@@ -99,12 +101,15 @@ def config(sample_rate_hz, **overrides):
     lta_shift = _shift(float(p["lta_s"]), rate)
     if not 0 <= sta_shift < lta_shift <= 20:
         raise ValueError("need sta_s < lta_s and lta_s up to 2^20 samples")
-    post_n = max(1, _samples(float(p["post_s"]), rate))
-    lookback_n = max(4, _samples(float(p["lookback_s"]), rate))
+    post_s = float(p["post_s"])
+    lookback_s = float(p["lookback_s"])
+    if post_s <= 0 or lookback_s <= 0:
+        raise ValueError("post_s and lookback_s must be positive")
+    scale = min(1.0, (RING_N - 1) / ((post_s + lookback_s) * rate))
+    post_n = max(1, int(post_s * scale * rate))
+    lookback_n = max(4, int(lookback_s * scale * rate))
     if lookback_n + post_n > RING_N - 1:
-        lookback_n = RING_N - 1 - post_n
-    if lookback_n < 4:
-        raise ValueError("post_s too long for the %d-sample ring" % RING_N)
+        raise ValueError("lookback_s + post_s too long for the %d-sample ring" % RING_N)
     holdoff_n = _samples(float(p["holdoff_s"]), rate)
     measure_n = _samples(float(p["measure_s"]), rate)
     if holdoff_n < post_n + 1:
@@ -130,6 +135,7 @@ def config(sample_rate_hz, **overrides):
         _lp(edges[2], rate),
         _q(10 ** (float(p["width_db"]) / 20), 256, 1, 255, "width_db"),
         _q(10 ** (float(p["decay_db"]) / 20), 256, 1, 255, "decay_db"),
+        _shift(float(p["echo_mask_s"]), rate),
     )
 
 
@@ -141,3 +147,63 @@ def _lp(fc_hz, rate_hz):
 def config_dict(sample_rate_hz, **overrides):
     """config() as a dict keyed by FIELDS."""
     return dict(zip(FIELDS, config(sample_rate_hz, **overrides)))
+
+
+# Fields of impulse_trigger_t (native/impulse.h), integers as the C reports them.
+RAW_FIELDS = (
+    "onset_sample", "trigger_sample", "peak_sample", "band_energy",
+    "onset_frac_q16", "peak_abs", "noise_q16", "sta_peak_q16", "sta_trigger_q16",
+    "width_n", "decay_n", "measure_n", "clipped",
+)
+
+# Feature names shared by firmware records, the collector store and the classifier.
+FEATURES = (
+    "onset_sample", "onset_frac", "onset_s", "peak_dbfs", "noise_dbfs", "snr_db",
+    "rise_time_s", "width_s", "decay_s", "band_low_db", "band_mid_db", "band_high_db",
+    "sta_lta", "trigger_s", "clipped",
+)
+
+_GAUSS_RMS_PER_MEAN_ABS = 1.2533141373155  # sqrt(pi / 2)
+_MIN_DB = -200.0
+
+
+def _db20(amplitude):
+    return 20 * math.log10(amplitude) if amplitude > 0 else _MIN_DB
+
+
+def features(raw, sample_rate_hz):
+    """Convert one raw trigger (dict keyed by RAW_FIELDS) to the named features.
+
+    Levels are dB re full scale 32768: ``peak_dbfs`` from the largest
+    high-passed sample, ``noise_dbfs`` the background RMS (Gaussian estimate
+    from the mean |y| the LTA tracks), ``band_*_db`` the mean-square level of
+    each band over the measure window.  Times in seconds from the first sample.
+    """
+    rate = float(sample_rate_hz)
+    frac = raw["onset_frac_q16"] / 65536
+    onset = raw["onset_sample"] + frac
+    peak_dbfs = _db20(raw["peak_abs"] / FULL_SCALE)
+    noise_mean = max(raw["noise_q16"], 1) / ENV_ONE
+    noise_dbfs = _db20(noise_mean * _GAUSS_RMS_PER_MEAN_ABS / FULL_SCALE)
+    n = max(raw["measure_n"], 1)
+    bands = []
+    for e in raw["band_energy"]:
+        ms = e / 256 / n / (FULL_SCALE * FULL_SCALE)
+        bands.append(10 * math.log10(ms) if ms > 0 else _MIN_DB)
+    return {
+        "onset_sample": raw["onset_sample"],
+        "onset_frac": frac,
+        "onset_s": onset / rate,
+        "peak_dbfs": peak_dbfs,
+        "noise_dbfs": noise_dbfs,
+        "snr_db": peak_dbfs - noise_dbfs,
+        "rise_time_s": max(0.0, raw["peak_sample"] - onset) / rate,
+        "width_s": raw["width_n"] / rate,
+        "decay_s": raw["decay_n"] / rate,
+        "band_low_db": bands[0],
+        "band_mid_db": bands[1],
+        "band_high_db": bands[2],
+        "sta_lta": raw["sta_peak_q16"] / max(raw["noise_q16"], 1),
+        "trigger_s": raw["trigger_sample"] / rate,
+        "clipped": bool(raw["clipped"]),
+    }
