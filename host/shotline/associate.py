@@ -1,0 +1,609 @@
+"""Association: group triggers from many sensors into located events.
+
+Sensors report triggers independently.  :class:`Associator` takes them as a
+stream (any order, duplicates allowed) and decides, with bounded latency,
+which triggers share one source: at most one trigger per sensor per event,
+each event located with :func:`shotline.locate.locate`.  Triggers that fit no
+event (echoes, noise, a sensor whose clock is off) are kept as *unexplained*.
+
+Algorithm, per decision:
+
+1. Physics prunes: triggers ``i, j`` can share a source only if
+   ``|t_i - t_j| <= d_ij / c + tolerance_s``.  Sensors are indexed with a
+   :class:`scipy.spatial.cKDTree`; each sensor's neighbourhood is the sensors
+   within ``2 * max_range_m`` (two sensors that hear one source are at most
+   that far apart), so the work grows with local density, not city size.
+2. Waiting: a trigger on sensor ``s`` at ``t`` becomes an *anchor* once the
+   stream clock passes ``t + wait_s[s]``, ``wait_s = (farthest neighbour) / c
+   + tolerance_s + max_delay_s``: by then every direct arrival that could
+   share its source has been reported.  Anchors are taken earliest first.
+3. The anchor's candidates go to :func:`shotline.associate_search.best_source`
+   (coarse-to-fine search of trial sources), which picks the largest mutually
+   consistent set, one trigger per sensor, containing the anchor.
+4. The set is located; triggers are re-selected against the fix (residual
+   within ``tolerance_s``, the closest per sensor) and relocated until stable.
+   With ``min_sensors`` or more the event is emitted and its triggers removed;
+   otherwise the anchor alone becomes unexplained.  Echoes arrive after their
+   direct path, whose event has already taken the sensor's slot, so they end
+   unexplained instead of making phantom events.
+5. Triggers near an event that miss it by more than ``tolerance_s`` but less
+   than ``outlier_window_s`` are listed as the event's ``outliers`` (an early
+   one is physically impossible for a direct path: a clock fault);
+   :meth:`Associator.clock_suspects` names sensors whose outlier residuals
+   keep agreeing.
+6. A trigger reported after its own decision time is *late*: it is added to
+   a recent event it fits (the event is re-emitted with ``revision + 1``),
+   otherwise it is decided on its own as usual.
+
+>>> a = Associator(temperature_c=20.0)
+>>> sensors = {"n": (0, 400, 0), "e": (400, 0, 0), "s": (0, -400, 0), "w": (-400, 0, 0)}
+>>> for name, xyz in sensors.items():   # a shot at (100, 50) at t = 1000 s
+...     d = ((xyz[0] - 100) ** 2 + (xyz[1] - 50) ** 2) ** 0.5
+...     _ = a.push(Trigger(name, xyz, 1000.0 + d / a.speed_m_s))
+>>> [e.n_sensors for e in a.flush()]
+[4]
+"""
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from shotline.acoustics import speed_of_sound_m_s
+from shotline.associate_search import best_sources
+from shotline.timeutil import format_utc
+
+# Trigger states.  A failed anchor is *deferred*: it may still join an event
+# anchored elsewhere until every window that holds it has been decided.
+_PENDING, _IN_EVENT, _UNEXPLAINED, _DEFERRED = 0, 1, 2, 3
+_ANCHOR, _FINAL = 0, 1
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One sensor's report of an impulse, as association needs it.
+
+    ``position_m`` is the sensor's local ENU position (metres; 2 values mean
+    altitude 0), ``time_utc_s`` the arrival (onset) time in POSIX seconds.
+    ``seq`` is the sensor's own trigger counter (for duplicate detection);
+    ``features`` is passed through untouched.
+    """
+
+    sensor: str
+    position_m: tuple
+    time_utc_s: float
+    snr_db: float = None
+    level_db: float = None
+    features: dict = field(default=None, compare=False, repr=False)
+    seq: int = None
+
+    def __post_init__(self):
+        if not isinstance(self.sensor, str) or not self.sensor:
+            raise ValueError(f"sensor must be a non-empty string, got {self.sensor!r}")
+        pos = tuple(float(v) for v in self.position_m)
+        if len(pos) == 2:
+            pos += (0.0,)
+        if len(pos) != 3 or not all(math.isfinite(v) for v in pos):
+            raise ValueError(f"position_m must be 2 or 3 finite metres, got {self.position_m!r}")
+        object.__setattr__(self, "position_m", pos)
+        t = float(self.time_utc_s)
+        if not math.isfinite(t):
+            raise ValueError(f"time_utc_s must be finite, got {self.time_utc_s!r}")
+        object.__setattr__(self, "time_utc_s", t)
+        for name in ("snr_db", "level_db"):
+            v = getattr(self, name)
+            if v is not None:
+                v = float(v)
+                if not math.isfinite(v):
+                    raise ValueError(f"{name} must be finite, got {v!r}")
+                object.__setattr__(self, name, v)
+
+    def to_dict(self):
+        d = {"sensor": self.sensor, "position_m": list(self.position_m),
+             "time_utc": format_utc(self.time_utc_s)}
+        for name in ("snr_db", "level_db", "seq"):
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
+        if self.features:
+            d["features"] = dict(self.features)
+        return d
+
+
+@dataclass(frozen=True)
+class Event:
+    """One located impulse: its triggers (one per sensor) and the fix.
+
+    ``residuals_s[i]`` is ``triggers[i].time_utc_s`` minus the arrival the
+    fix predicts; ``outliers`` are ``(trigger, residual_s)`` pairs near the
+    event that it does not explain.  ``revision`` grows when a late trigger
+    joins; a consumer keeps the highest revision per ``event_id``.
+    ``decided_s`` is the stream clock when the event was decided and
+    ``deadline_s`` the earliest moment physics allowed it.
+    """
+
+    event_id: int
+    revision: int
+    fix: object = field(repr=False)
+    triggers: tuple = field(repr=False)
+    residuals_s: tuple = field(repr=False)
+    outliers: tuple = field(repr=False)
+    decided_s: float = field(repr=False)
+    deadline_s: float = field(repr=False)
+
+    @property
+    def t_emit_s(self):
+        return float(self.fix.t_emit_s)
+
+    @property
+    def position_m(self):
+        return tuple(float(v) for v in self.fix.position_m)
+
+    @property
+    def status(self):
+        return self.fix.status
+
+    @property
+    def sensors(self):
+        return tuple(t.sensor for t in self.triggers)
+
+    @property
+    def n_sensors(self):
+        return len(self.triggers)
+
+    def to_dict(self, frame=None):
+        """JSON-ready dict; with a :class:`shotline.geo.LocalFrame`, adds ``position_llh``."""
+        fix = self.fix.to_dict()
+        d = {"event_id": self.event_id, "revision": self.revision,
+             "time_utc": format_utc(self.t_emit_s), "position_m": [round(v, 3) for v in self.position_m]}
+        if frame is not None:
+            lat, lon, alt = frame.to_llh(self.position_m).tolist()
+            d["position_llh"] = [round(lat, 8), round(lon, 8), round(alt, 2)]
+        d["ellipse95_m"] = fix.get("ellipse95_m")
+        d["status"] = self.status
+        d["sensors"] = [{"sensor": t.sensor, "time_utc": format_utc(t.time_utc_s),
+                         "residual_s": round(r, 6),
+                         **({"snr_db": t.snr_db} if t.snr_db is not None else {})}
+                        for t, r in zip(self.triggers, self.residuals_s)]
+        d["outliers"] = [{"sensor": t.sensor, "time_utc": format_utc(t.time_utc_s),
+                          "residual_s": round(r, 6)} for t, r in self.outliers]
+        return d
+
+
+class Associator:
+    """Streaming association of triggers into located events.
+
+    Feed triggers with :meth:`push` (or :meth:`push_many`) as they arrive;
+    each call returns the events decided by then.  The stream clock is the
+    latest trigger time seen; call :meth:`advance` with the current UTC time
+    when the stream is quiet, and :meth:`flush` at the end.  Unexplained
+    triggers accumulate in :attr:`unexplained` (:meth:`take_unexplained`
+    empties it).
+
+    Parameters (seconds, metres, °C): ``temperature_c`` sets the speed of
+    sound; ``tolerance_s`` is the largest residual a member may have (timing
+    error plus propagation effects); ``max_range_m`` the farthest a sensor
+    hears a shot; ``min_sensors`` the fewest sensors for an event;
+    ``max_delay_s`` how late a trigger may be reported after its onset;
+    ``late_window_s`` how long decided events stay open to late triggers;
+    ``outlier_window_s`` how far off a trigger may be to be flagged as an
+    event's outlier; ``nearest_fraction`` the share of the ``min_sensors``
+    known sensors nearest a fix that must take part in its event (a chance
+    fit of unrelated triggers is heard by far sensors only);
+    ``locate_options`` go to :func:`shotline.locate.locate`.
+    ``sensors`` optionally registers the network ``{id: position_m}`` up
+    front: each sensor then waits only for its farthest neighbour; without
+    it, sensors are learnt from the stream and every trigger waits the full
+    ``2 * max_range_m / c``.
+    """
+
+    def __init__(self, *, temperature_c=15.0, tolerance_s=0.02, max_range_m=1000.0,
+                 min_sensors=4, max_delay_s=0.0, late_window_s=30.0, outlier_window_s=0.25,
+                 nearest_fraction=0.5, locate_options=None, sensors=None):
+        if not min_sensors >= 3:
+            raise ValueError("min_sensors must be at least 3 (a 2-D fix has 3 unknowns)")
+        for name, v in (("tolerance_s", tolerance_s), ("max_range_m", max_range_m)):
+            if not v > 0:
+                raise ValueError(f"{name} must be positive, got {v!r}")
+        if not max_delay_s >= 0 or not late_window_s >= 0 or not outlier_window_s >= tolerance_s:
+            raise ValueError("max_delay_s, late_window_s must be >= 0 and outlier_window_s >= tolerance_s")
+        self.temperature_c = float(temperature_c)
+        self.speed_m_s = float(speed_of_sound_m_s(temperature_c))
+        self.tolerance_s = float(tolerance_s)
+        self.max_range_m = float(max_range_m)
+        self.min_sensors = int(min_sensors)
+        self.max_delay_s = float(max_delay_s)
+        self.late_window_s = float(late_window_s)
+        self.outlier_window_s = float(outlier_window_s)
+        self.nearest_fraction = float(nearest_fraction)
+        self.locate_options = dict(locate_options or {})
+        self.now_s = -math.inf
+        self.unexplained = []
+        self.stats = {"triggers": 0, "events": 0, "unexplained": 0, "duplicates": 0,
+                      "late": 0, "late_attached": 0}
+        # Sensors and their neighbourhoods.
+        self._sensor_ids = {}
+        self._sensor_pos = []
+        self._tree = None
+        self._neighbours = {}
+        self._scratch = np.zeros(0)
+        # Trigger buffer (parallel arrays, index = buffer slot - self._base).
+        self._cap = 1024
+        self._t = np.zeros(self._cap)
+        self._s = np.zeros(self._cap, dtype=np.int64)
+        self._p = np.zeros((self._cap, 3))
+        self._state = np.zeros(self._cap, dtype=np.int8)
+        self._trig = []
+        self._base = 0
+        self._n = 0
+        self._deadlines = []       # heap of (deadline_s, slot)
+        self._seen = {}            # duplicate keys -> time_utc_s
+        self._seen_order = deque()
+        self._recent = deque()     # decided events open to late triggers
+        self._next_id = 1
+        self._outlier_log = {}     # sensor -> deque of outlier residuals
+        self._network_known = bool(sensors)
+        for sid, pos in (sensors or {}).items():
+            self._sensor_index(sid, Trigger(sid, pos, 0.0).position_m)
+
+    # ---- sensors -------------------------------------------------------
+
+    def _sensor_index(self, sensor, pos):
+        k = self._sensor_ids.get(sensor)
+        if k is None:
+            k = len(self._sensor_pos)
+            self._sensor_ids[sensor] = k
+            self._sensor_pos.append(pos)
+            self._tree = None
+        elif math.dist(self._sensor_pos[k], pos) > 1.0:   # the sensor moved
+            self._sensor_pos[k] = pos
+            self._tree = None
+        return k
+
+    def _neighbourhood(self, k):
+        """(sensor indices, distances_m, wait_s) for sensor ``k``."""
+        if self._tree is None:
+            self._sensor_xyz = np.asarray(self._sensor_pos, dtype=float)
+            self._tree = cKDTree(self._sensor_xyz)
+            self._neighbours = {}
+            self._scratch = np.full(len(self._sensor_pos), np.inf)
+        hood = self._neighbours.get(k)
+        if hood is None:
+            here = np.asarray(self._sensor_pos[k])
+            idx = np.asarray(self._tree.query_ball_point(here, 2.0 * self.max_range_m), dtype=np.int64)
+            dist = np.linalg.norm(self._sensor_xyz[idx] - here, axis=1)
+            reach_m = float(dist.max()) if self._network_known else 2.0 * self.max_range_m
+            wait = reach_m / self.speed_m_s + self.tolerance_s + self.max_delay_s
+            hood = self._neighbours[k] = (idx, dist, wait)
+        return hood
+
+    # ---- input ---------------------------------------------------------
+
+    def push(self, trigger):
+        """Add one trigger; return the events decided by now (list, maybe empty)."""
+        out = []
+        self._add(trigger, out)
+        self._decide(out)
+        return out
+
+    def push_many(self, triggers):
+        """Add several triggers, then decide once; return the events decided."""
+        out = []
+        for trigger in triggers:
+            self._add(trigger, out)
+        self._decide(out)
+        return out
+
+    def advance(self, now_utc_s):
+        """Move the stream clock to ``now_utc_s`` (no trigger needed); return decided events."""
+        self.now_s = max(self.now_s, float(now_utc_s))
+        out = []
+        self._decide(out)
+        return out
+
+    def flush(self):
+        """Decide everything still pending (end of stream); return the events."""
+        out = []
+        self._decide(out, everything=True)
+        return out
+
+    def take_unexplained(self):
+        """Return the unexplained triggers so far and forget them."""
+        out, self.unexplained = self.unexplained, []
+        return out
+
+    def _add(self, trigger, out):
+        if not isinstance(trigger, Trigger):
+            raise TypeError(f"expected shotline.associate.Trigger, got {type(trigger).__name__}")
+        if self._is_duplicate(trigger):
+            self.stats["duplicates"] += 1
+            return
+        self.stats["triggers"] += 1
+        k = self._sensor_index(trigger.sensor, trigger.position_m)
+        t = trigger.time_utc_s
+        late = t + self._neighbourhood(k)[2] < self.now_s
+        if late:
+            self.stats["late"] += 1
+            revised = self._attach_late(trigger)
+            if revised is not None:
+                out.append(revised)
+                return
+        slot = self._append(trigger, k)
+        heapq.heappush(self._deadlines, (t + self._neighbourhood(k)[2], slot, _ANCHOR))
+        self.now_s = max(self.now_s, t)
+
+    def _is_duplicate(self, trigger):
+        keys = [(trigger.sensor, "t", round(trigger.time_utc_s * 1e6))]
+        if trigger.seq is not None:
+            keys.append((trigger.sensor, "seq", trigger.seq))
+        if any(k in self._seen for k in keys):
+            return True
+        for k in keys:
+            self._seen[k] = trigger.time_utc_s
+            self._seen_order.append(k)
+        horizon = self.now_s - self.late_window_s - 1.0
+        while self._seen_order and self._seen.get(self._seen_order[0], horizon) < horizon:
+            self._seen.pop(self._seen_order.popleft(), None)
+        return False
+
+    def _append(self, trigger, k):
+        i = self._n - self._base
+        if i == self._cap:
+            self._compact()
+            i = self._n - self._base
+            if i == self._cap:
+                self._cap *= 2
+                self._t = np.resize(self._t, self._cap)
+                self._s = np.resize(self._s, self._cap)
+                self._p = np.resize(self._p, (self._cap, 3))
+                self._state = np.resize(self._state, self._cap)
+        self._t[i] = trigger.time_utc_s
+        self._s[i] = k
+        self._p[i] = trigger.position_m
+        self._state[i] = _PENDING
+        self._trig.append(trigger)
+        self._n += 1
+        return self._n - 1
+
+    def _compact(self):
+        """Drop decided triggers older than any window still open."""
+        used = self._n - self._base
+        keep_after = self.now_s - 2.0 * (4.0 * self.max_range_m / self.speed_m_s + self.outlier_window_s
+                                         + self.max_delay_s)
+        old = np.isin(self._state[:used], (_IN_EVENT, _UNEXPLAINED)) & (self._t[:used] < keep_after)
+        drop = int(np.argmin(old)) if not old.all() else used
+        if drop == 0:
+            return
+        keep = used - drop
+        for a in (self._t, self._s, self._p, self._state):
+            a[:keep] = a[drop:used]
+        del self._trig[:drop]
+        self._base += drop
+
+    # ---- decisions -----------------------------------------------------
+
+    def _decide(self, out, everything=False):
+        while self._deadlines and (everything or self._deadlines[0][0] <= self.now_s):
+            deadline, slot, kind = heapq.heappop(self._deadlines)
+            i = slot - self._base
+            if kind == _FINAL:
+                if self._state[i] == _DEFERRED:
+                    self._state[i] = _UNEXPLAINED
+                    self.unexplained.append(self._trig[i])
+                    self.stats["unexplained"] += 1
+                continue
+            if self._state[i] != _PENDING:
+                continue
+            current = self._t[i] + self._neighbourhood(int(self._s[i]))[2]
+            if current > deadline and not everything:   # a new sensor widened the neighbourhood
+                heapq.heappush(self._deadlines, (current, slot, _ANCHOR))
+                continue
+            event = self._event_for(i, deadline)
+            if event is None:
+                self._state[i] = _DEFERRED
+                span = 2.0 * self.max_range_m / self.speed_m_s + self.tolerance_s
+                heapq.heappush(self._deadlines, (deadline + span, slot, _FINAL))
+            else:
+                out.append(event)
+        horizon = self.now_s - self.late_window_s
+        while self._recent and self._recent[0].t_emit_s < horizon:
+            self._recent.popleft()
+
+    def _window(self, i):
+        """Buffer indices that may share a source with trigger ``i`` (excluding its sensor)."""
+        k = int(self._s[i])
+        idx, dist, wait = self._neighbourhood(k)
+        used = self._n - self._base
+        t0 = self._t[i]
+        span = 2.0 * self.max_range_m / self.speed_m_s + self.tolerance_s
+        near = np.flatnonzero((self._state[:used] != _IN_EVENT) & (np.abs(self._t[:used] - t0) <= span))
+        scratch = self._scratch
+        scratch[idx] = dist
+        d = scratch[self._s[near]]
+        scratch[idx] = np.inf
+        ok = np.abs(self._t[near] - t0) <= d / self.speed_m_s + self.tolerance_s
+        return near[ok]
+
+    def _event_for(self, i, deadline):
+        """Try to build an event around anchor ``i``; None if too few sensors fit."""
+        window = self._window(i)
+        k0 = self._s[i]
+        others = window[(self._s[window] != k0) & (self._state[window] != _UNEXPLAINED)]
+        if len(np.unique(self._s[others])) + 1 < self.min_sensors:
+            return None
+        hypotheses = best_sources(self._p[i], self._t[others] - self._t[i], self._p[others],
+                                  self._s[others], self.speed_m_s, tolerance_s=self.tolerance_s,
+                                  max_range_m=self.max_range_m, min_count=self.min_sensors - 1)
+        candidates = np.concatenate([[i], others])
+        for source_m, _, resid in hypotheses:
+            in_range = np.linalg.norm(self._p[others] - source_m, axis=1) <= self.max_range_m
+            members = np.concatenate([[i], self._one_per_sensor(others[in_range], np.abs(resid[in_range]),
+                                                                self.tolerance_s)])
+            members = self._heard_in_order(source_m, members)   # cheap screen before locating
+            if members is None or len(members) < self.min_sensors:
+                continue
+            fix, members = self._settle(members, candidates)
+            if fix is not None:
+                self._state[members] = _IN_EVENT
+                return self._make_event(fix, members, window, deadline)
+        return None
+
+    def _one_per_sensor(self, idx, abs_resid, limit):
+        """From ``idx``, the best-fitting trigger of each sensor within ``limit``."""
+        ok = abs_resid <= limit
+        idx, abs_resid = idx[ok], abs_resid[ok]
+        order = np.lexsort((abs_resid, self._s[idx]))
+        idx = idx[order]
+        first = np.ones(len(idx), dtype=bool)
+        first[1:] = self._s[idx][1:] != self._s[idx][:-1]
+        return idx[first]
+
+    def _locate(self, members):
+        from shotline.locate import locate
+
+        return locate(self._p[members], self._t[members], **self._locate_kwargs())
+
+    def _locate_kwargs(self):
+        return {"temperature_c": self.temperature_c, "gate_s": self.tolerance_s, **self.locate_options}
+
+    def _predicted_residuals(self, fix, idx):
+        pos = np.asarray(fix.position_m, dtype=float)
+        return self._t[idx] - (fix.t_emit_s + np.linalg.norm(self._p[idx] - pos, axis=1) / self.speed_m_s)
+
+    def _settle(self, members, candidates):
+        """Locate, re-select members against the fix, repeat until stable."""
+        for _ in range(4):
+            fix = self._locate(members)
+            if fix.status not in ("ok", "ambiguous"):
+                return None, members
+            resid = self._predicted_residuals(fix, candidates)
+            in_range = np.linalg.norm(self._p[candidates] - fix.position_m, axis=1) <= self.max_range_m
+            chosen = self._one_per_sensor(candidates[in_range], np.abs(resid[in_range]), self.tolerance_s)
+            if len(chosen) < self.min_sensors:
+                return None, members
+            chosen = self._heard_in_order(fix.position_m, chosen)
+            if chosen is None:
+                return None, members
+            if set(chosen.tolist()) == set(members.tolist()):
+                return fix, members
+            members = chosen
+        return None, members
+
+    def _heard_in_order(self, source_m, members):
+        """Members a real source could have: the nearest sensors hear it best.
+
+        Ranks the known sensors by distance from the source.  The event is
+        refused unless ``nearest_fraction`` of the ``min_sensors`` nearest
+        took part; a member is dropped when fewer than that share of the
+        sensors nearer than it took part (a chance fit of an unrelated
+        trigger on a far sensor).  Returns the kept members or None.
+        """
+        here = np.asarray(source_m, dtype=float)
+        dist_m = np.linalg.norm(self._p[members] - here, axis=1)
+        near = np.asarray(self._tree.query_ball_point(here, float(dist_m.max()) + 1e-6), dtype=np.int64)
+        near = near[np.argsort(np.linalg.norm(self._sensor_xyz[near] - here, axis=1))]
+        took_part = np.isin(near, self._s[members])
+        n_check = min(self.min_sensors, len(near))
+        if took_part[:n_check].sum() < math.ceil(self.nearest_fraction * n_check):
+            return None
+        rank = {int(k): r for r, k in enumerate(near)}
+        before = np.cumsum(took_part) - took_part
+        keep = [m for m in members
+                if (r := rank.get(int(self._s[m]), 0)) < n_check or before[r] >= self.nearest_fraction * r]
+        return np.asarray(keep, dtype=np.int64)
+
+    def _make_event(self, fix, members, window, deadline, event_id=None, revision=0):
+        members = members[np.argsort(self._t[members], kind="stable")]
+        resid = self._predicted_residuals(fix, members)
+        taken = set(self._s[members].tolist())
+        rest = window[self._state[window] != _IN_EVENT]
+        rest = rest[[int(s) not in taken for s in self._s[rest]]] if len(rest) else rest
+        outliers = ()
+        if len(rest):
+            r = self._predicted_residuals(fix, rest)
+            flagged = self._one_per_sensor(rest, np.abs(r), self.outlier_window_s)
+            rmap = dict(zip(rest.tolist(), r.tolist()))
+            outliers = tuple((self._trig[j], rmap[int(j)]) for j in flagged)
+            for trig, r_s in outliers:
+                self._outlier_log.setdefault(trig.sensor, deque(maxlen=16)).append(r_s)
+        if event_id is None:
+            event_id = self._next_id
+            self._next_id += 1
+            self.stats["events"] += 1
+        event = Event(event_id, revision, fix, tuple(self._trig[j] for j in members),
+                      tuple(float(v) for v in resid), outliers, self.now_s, deadline)
+        self._recent.append(event)
+        return event
+
+    def _attach_late(self, trigger):
+        """Add a late trigger to a recent event it fits; return the revision or None."""
+        for n, event in enumerate(reversed(self._recent)):
+            if trigger.sensor in event.sensors:
+                continue
+            pos = np.asarray(event.fix.position_m, dtype=float)
+            pred = event.t_emit_s + np.linalg.norm(np.asarray(trigger.position_m) - pos) / self.speed_m_s
+            if abs(trigger.time_utc_s - pred) > self.tolerance_s:
+                continue
+            triggers = event.triggers + (trigger,)
+            from shotline.locate import locate
+
+            fix = locate(np.array([t.position_m for t in triggers]),
+                         np.array([t.time_utc_s for t in triggers]), **self._locate_kwargs())
+            if fix.status not in ("ok", "ambiguous"):
+                continue
+            order = sorted(range(len(triggers)), key=lambda j: triggers[j].time_utc_s)
+            triggers = tuple(triggers[j] for j in order)
+            pos = np.asarray(fix.position_m, dtype=float)
+            resid = tuple(float(t.time_utc_s - fix.t_emit_s
+                                - np.linalg.norm(np.asarray(t.position_m) - pos) / self.speed_m_s)
+                          for t in triggers)
+            revised = Event(event.event_id, event.revision + 1, fix, triggers, resid,
+                            event.outliers, self.now_s, event.deadline_s)
+            self._recent[len(self._recent) - 1 - n] = revised
+            self.stats["late_attached"] += 1
+            return revised
+        return None
+
+    def clock_suspects(self, min_count=3):
+        """Sensors whose recent outlier residuals agree: ``{sensor: median offset_s}``.
+
+        A clock fault shifts every trigger of a sensor by the same amount;
+        echoes scatter.  A sensor is named when at least ``min_count`` of its
+        recent outliers lie within ``tolerance_s`` of their median.
+        """
+        out = {}
+        for sensor, log in self._outlier_log.items():
+            r = np.asarray(log)
+            if len(r) < min_count:
+                continue
+            med = float(np.median(r))
+            if np.count_nonzero(np.abs(r - med) <= self.tolerance_s) >= min_count:
+                out[sensor] = med
+        return out
+
+
+@dataclass(frozen=True)
+class Association:
+    """Result of :func:`associate`: final events (latest revisions) and unexplained triggers."""
+
+    events: tuple
+    unexplained: tuple
+    stats: dict
+
+
+def associate(triggers, **options):
+    """Batch association of a list of :class:`Trigger` (any order).
+
+    Options are those of :class:`Associator`.  Returns an :class:`Association`.
+    """
+    assoc = Associator(**options)
+    latest = {}
+    ordered = sorted(triggers, key=lambda t: t.time_utc_s)
+    for start in range(0, len(ordered), 256):
+        for event in assoc.push_many(ordered[start:start + 256]):
+            latest[event.event_id] = event
+    for event in assoc.flush():
+        latest[event.event_id] = event
+    events = tuple(sorted(latest.values(), key=lambda e: e.t_emit_s))
+    return Association(events, tuple(assoc.take_unexplained()), dict(assoc.stats))

@@ -1,0 +1,90 @@
+"""Source search for association: which triggers fit one source with the anchor?
+
+Given an *anchor* trigger (sensor at ``p0``, time ``t0``) and the candidate
+triggers that physics allows to share its source (``|t_j - t0| <= d_0j / c +
+tolerance``), :func:`best_source` finds the sources that explain the anchor
+together with as many other sensors as possible, at most one trigger per
+sensor.  It is an anchored consensus search (RANSAC over all minimal sets
+that contain the anchor):
+
+1. Hypotheses: the anchor plus every pair of candidates on two other sensors
+   among the ``near_sensors`` sensors nearest the anchor (the sensors that
+   hear a source best are the ones nearest it).  Each triple of arrivals
+   fixes a source on the plane through the anchor sensor's height and an
+   emission time in closed form (up to two solutions; the location module's
+   spherical-intersection solution).
+2. Score: the number of sensors with a candidate whose residual
+   ``t_j - t_emit - |p_j - x| / c`` lies within ``tolerance_s``, one per
+   sensor; ties go to the smaller sum of squared residuals.
+3. The best few distinct hypotheses are returned, best first; the
+   associator refines each set with the location module until one holds.
+
+Work per anchor is ``O(pairs * candidates)`` with at most
+``near_sensors * (near_sensors - 1) / 2`` sensor pairs (times the triggers
+each holds), so it grows with local density, not with the network's size.
+"""
+import itertools
+
+import numpy as np
+
+from shotline.locate import _minimal_candidates as minimal_solutions
+
+
+def _pairs(rows, sensor_of, dist_to_anchor, near_sensors):
+    """Index pairs of candidate rows on two different sensors among the nearest."""
+    labels, first = np.unique(sensor_of[rows], return_index=True)
+    nearest = labels[np.argsort(dist_to_anchor[rows][first], kind="stable")][:near_sensors]
+    pick = rows[np.isin(sensor_of[rows], nearest)]
+    pairs = [(a, b) for a, b in itertools.combinations(pick.tolist(), 2) if sensor_of[a] != sensor_of[b]]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, min_count=2,
+                 near_sensors=7, n_best=4, distinct_m=10.0):
+    """Best sources for an anchor and its candidates, best first.
+
+    ``p0_m``: anchor sensor ``(3,)`` metres; ``dt_s``: ``(N,)`` candidate
+    times minus the anchor time (s); ``pos_m``: ``(N, 3)`` candidate sensor
+    positions; ``sensor_of``: ``(N,)`` integer sensor labels.  Returns up to
+    ``n_best`` hypotheses at least ``distinct_m`` apart that explain at least
+    ``min_count`` candidate sensors (besides the anchor), each
+    ``(source_m (3,), t_emit_s relative to the anchor, residual_s (N,))``.
+    """
+    p0 = np.asarray(p0_m, dtype=float)
+    dt = np.asarray(dt_s, dtype=float)
+    rel = np.asarray(pos_m, dtype=float) - p0          # anchor sensor at the origin, source plane z=0
+    sensor_of = np.asarray(sensor_of)
+    dist = np.linalg.norm(rel[:, :2], axis=1)
+    pairs = _pairs(np.arange(len(dt)), sensor_of, dist, near_sensors)
+    if len(pairs) == 0:
+        return []
+    S = np.zeros((len(pairs), 3, 3))
+    S[:, 1] = rel[pairs[:, 0]]
+    S[:, 2] = rel[pairs[:, 1]]
+    T = np.zeros((len(pairs), 3))
+    T[:, 1] = dt[pairs[:, 0]]
+    T[:, 2] = dt[pairs[:, 1]]
+    centre = S.mean(axis=1, keepdims=True) * np.array([1.0, 1.0, 0.0])   # keeps the solver well posed
+    P, t_emit, valid = minimal_solutions(S - centre, T, 2, c_m_s)
+    P = P + centre
+    P, t_emit = P[valid], t_emit[valid]
+    keep = np.hypot(P[:, 0], P[:, 1]) <= max_range_m
+    P, t_emit = P[keep], t_emit[keep]
+    if len(P) == 0:
+        return []
+    d = np.linalg.norm(rel[None, :, :] - P[:, None, :], axis=2)          # (H, N)
+    resid = dt[None, :] - t_emit[:, None] - d / c_m_s
+    absr = np.abs(resid)
+    order = np.argsort(sensor_of, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(sensor_of[order]) != 0])
+    best_per_sensor = np.minimum.reduceat(absr[:, order], starts, axis=1)
+    inside = best_per_sensor <= tolerance_s
+    count = inside.sum(axis=1)
+    sse = np.where(inside, best_per_sensor ** 2, 0.0).sum(axis=1)
+    chosen = []
+    for h in np.lexsort((sse, -count)):
+        if count[h] < min_count or len(chosen) == n_best:
+            break
+        if all(np.hypot(*(P[h, :2] - P[g, :2])) > distinct_m for g in chosen):
+            chosen.append(h)
+    return [(P[h] + p0, float(t_emit[h]), resid[h]) for h in chosen]
