@@ -30,7 +30,7 @@ $(STAMP_NODE): package.json
 toolchain:
 	@command -v arm-none-eabi-gcc >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null; \
 	  else echo "arm-none-eabi-gcc missing: sudo apt-get install gcc-arm-none-eabi" >&2; exit 1; fi; }
 
 setup: $(STAMP_PY) $(STAMP_NODE) toolchain
@@ -38,7 +38,7 @@ setup: $(STAMP_PY) $(STAMP_NODE) toolchain
 demo: $(STAMP_PY) $(STAMP_NODE)
 	$(BIN)/shotline demo --out demo-out
 
-test: setup mpy
+test: setup mpy cross
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 # Every firmware file must be real MicroPython.
