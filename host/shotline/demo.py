@@ -1,0 +1,437 @@
+"""The scripted night: simulated city -> sensors -> located incidents -> alerts, scored.
+
+``run_demo(out_dir)`` does, in order:
+
+1. render the scenario (``scenarios/demo-night.json``: 16 sensors over
+   2 km x 2 km, ~110 s with single shots, bursts, fireworks, a backfire, a
+   door slam and construction) to per-sensor audio + truth;
+2. turn each sensor's audio into triggers (see ``SENSOR_PATHS``);
+3. store the triggers and associate them live (``shotline.collect.LiveAssociation``,
+   the collector's own association), storing each located event;
+4. group events at one place within ``burst_gap_s`` into an incident (a shot
+   or a burst), classify it when a classifier model is available, record it
+   (``shotline.incidents``) and, above the alert threshold, raise its alerts:
+   a CAP 1.2 file, a webhook POST through the durable outbox to a local
+   receiver, a line on the console with its error against the truth;
+5. write ``incidents.geojson``, ``map.png``, ``summary.json`` beside the
+   SQLite store, and print the summary (shots detected and located, median
+   and p90 error, false alerts).
+"""
+import http.server
+import json
+import math
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shotline.timeutil import format_utc
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo-night.json"
+BURST_GAP_S = 2.0           # events at one place closer than this in time are one incident
+BURST_RADIUS_M = 60.0       # ... and closer than this (or 3x their ellipse) in space
+MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within this time
+SENSOR_PATHS = {
+    "detector": "each sensor's audio through the native C detector (the firmware's detector "
+                "code) in-process; trigger records as the collector stores them",
+}
+
+
+@dataclass
+class Incident:
+    """Events (latest revision each) at one place: one shot or a burst."""
+    events: list = field(default_factory=list)
+
+    @property
+    def last_s(self):
+        return max(e["t_emit_utc_s"] for e in self.events)
+
+    def position_llh(self):
+        w = np.array([1.0 / max(_major(e), 0.5) ** 2 for e in self.events])
+        p = np.array([e["position_llh"] for e in self.events])
+        return (w[:, None] * p).sum(axis=0) / w.sum()
+
+
+def _major(event):
+    v = (event.get("ellipse95_m") or {}).get("major")
+    return float(v) if v is not None and math.isfinite(v) else 1e3
+
+
+def _horizontal_m(frame, llh_a, llh_b):
+    a = frame.to_enu(list(llh_a)[:2] + [0.0])
+    b = frame.to_enu(list(llh_b)[:2] + [0.0])
+    return float(np.hypot(*(a - b)[:2]))
+
+
+class Truth:
+    """The simulation's truth: every emitted impulse with its source, for scoring."""
+
+    def __init__(self, truth, frame):
+        from shotline.timeutil import parse_utc
+
+        self.frame = frame
+        self.sources = {s["id"]: s for s in truth["sources"]}
+        rows = [(parse_utc(i["time_utc"]), s["id"], tuple(i["position_llh"]))
+                for s in truth["sources"] for i in s["impulses"]]
+        rows.sort()
+        self.impulses = rows
+        self.times = np.array([r[0] for r in rows])
+
+    def match(self, event):
+        """The true impulse an event located: ``(index, source id, error_m)`` or None."""
+        t = event["t_emit_utc_s"]
+        lo, hi = np.searchsorted(self.times, [t - MATCH_WINDOW_S, t + MATCH_WINDOW_S])
+        best = None
+        for k in range(lo, hi):
+            err = _horizontal_m(self.frame, event["position_llh"], self.impulses[k][2])
+            if best is None or err < best[2]:
+                best = (k, self.impulses[k][1], err)
+        return best
+
+    def gunshot_impulses(self):
+        return [k for k, (_, sid, _) in enumerate(self.impulses)
+                if self.sources[sid]["is_gunshot"]]
+
+
+def _percentile(values, q):
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+class Receiver:
+    """A local webhook receiver (127.0.0.1, ephemeral port) keeping each Idempotency-Key once."""
+
+    def __init__(self):
+        self.records = {}
+        self.requests = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests += 1
+                receiver.records.setdefault(self.headers.get("Idempotency-Key"), body)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/shotline"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def detector_triggers(rendering, progress=None):
+    """Trigger records (as the collector stores them) from each sensor's audio."""
+    from shotline.detect import ImpulseDetector
+
+    fs = rendering.scenario.sample_rate_hz
+    records = []
+    for n, track in enumerate(rendering.sensors, start=1):
+        det = ImpulseDetector(fs)
+        found = []
+        for i in range(0, len(track.audio), fs):
+            found += det.process(track.audio[i:i + fs])
+        lat, lon, alt = track.position_llh
+        for seq, trig in enumerate(found, start=1):
+            d = trig.to_dict()
+            rec = {k: d[k] for k in ("onset_sample", "onset_frac", "peak_dbfs", "noise_dbfs",
+                                     "snr_db", "rise_time_s", "width_s", "decay_s", "band_low_db",
+                                     "band_mid_db", "band_high_db", "sta_lta", "clipped")}
+            rec.update(sensor_id=track.id, seq=seq, time_quality="pps", lat_deg=lat,
+                       lon_deg=lon, alt_m=alt,
+                       onset_utc_s=track.reported_start_utc_s + trig.onset_s)
+            records.append(rec)
+        if progress:
+            progress(f"sensor {track.id}: {len(found)} triggers ({n}/{len(rendering.sensors)})")
+    records.sort(key=lambda r: r["onset_utc_s"])
+    return records
+
+
+def _classifier():
+    try:
+        from shotline.classify import load_model
+
+        return load_model(), None
+    except Exception as exc:  # no model shipped yet, or an unusable one
+        return None, str(exc)
+
+
+class Night:
+    """Runs association -> incidents -> alerts over a time-ordered trigger stream."""
+
+    def __init__(self, store, rendering, out_dir, *, threshold, say, webhook_url=None):
+        from shotline.alerts.webhook import WebhookOutbox
+        from shotline.collect import LiveAssociation
+        from shotline.geo import LocalFrame
+
+        sc = rendering.scenario
+        self.store, self.rendering, self.out = store, rendering, Path(out_dir)
+        self.threshold, self.say = threshold, say
+        self.frame = LocalFrame(*sc.origin_llh)
+        self.live = LiveAssociation(origin_llh=sc.origin_llh,
+                                    temperature_c=sc.weather.temperature_c)
+        self.truth = Truth(rendering.truth, self.frame)
+        self.model, self.model_error = _classifier()
+        self.outbox = WebhookOutbox(store, webhook_url, base_delay_s=0.2, max_delay_s=2.0,
+                                    timeout_s=2.0) if webhook_url else None
+        self.trigger_ids, self.records = {}, {}
+        self.events = {}          # event_id -> latest record
+        self.open = []            # incidents still collecting shots
+        self.incidents = []       # (incident dict, Incident)
+        (self.out / "cap").mkdir(parents=True, exist_ok=True)
+
+    # -- stream ------------------------------------------------------------------
+    def push(self, records):
+        results = self.store.insert_triggers(records)
+        for rec, (row_id, _) in zip(records, results):
+            self.trigger_ids[(rec["sensor_id"], rec["seq"])] = row_id
+            self.records[(rec["sensor_id"], rec["seq"])] = rec
+        for rec in records:
+            self._events(self.live.push(rec))
+            self._close(rec["onset_utc_s"])
+
+    def finish(self):
+        self._events(self.live.flush())
+        self._close(math.inf)
+
+    def _events(self, decided):
+        for record, members in decided:
+            rows = [self.trigger_ids[m] for m in members if m in self.trigger_ids]
+            record = dict(record, members=[list(m) for m in members])
+            record["id"] = self.store.insert_event(record, rows, key=f"demo:{record['event_id']}")
+            if record.get("status") != "ok" or record.get("position_llh") is None:
+                continue
+            self.events[record["event_id"]] = record
+            self._group(record)
+
+    def _group(self, event):
+        for inc in self.open:
+            if any(e["event_id"] == event["event_id"] for e in inc.events):
+                inc.events = [event if e["event_id"] == event["event_id"] else e
+                              for e in inc.events]
+                return
+        for inc in self.open:
+            near = min(_horizontal_m(self.frame, event["position_llh"], e["position_llh"])
+                       for e in inc.events)
+            if event["t_emit_utc_s"] - inc.last_s <= BURST_GAP_S and \
+                    near <= max(BURST_RADIUS_M, 3 * _major(event)):
+                inc.events.append(event)
+                return
+        self.open.append(Incident([event]))
+
+    def _close(self, stream_s):
+        done = [i for i in self.open if stream_s - i.last_s > BURST_GAP_S]
+        self.open = [i for i in self.open if i not in done]
+        for inc in sorted(done, key=lambda i: i.events[0]["t_emit_utc_s"]):
+            self._raise(inc)
+
+    # -- incidents and alerts ------------------------------------------------------
+    def _classify(self, inc):
+        if self.model is None:
+            return {}
+        from shotline.classify import classify_event
+
+        best = min(inc.events, key=_major)
+        triggers = []
+        for sensor, seq in best["members"]:
+            rec = self.records.get((sensor, seq))
+            if rec is not None:
+                pos = self.frame.to_enu([rec["lat_deg"], rec["lon_deg"], rec["alt_m"]])
+                triggers.append(dict(rec, sensor_position_m=pos.tolist()))
+        event = {"time_utc_s": best["t_emit_utc_s"], "position_m": best["position_m"],
+                 "ellipse95_m": best["ellipse95_m"], "triggers": triggers,
+                 "temperature_c": self.rendering.scenario.weather.temperature_c,
+                 "relative_humidity_pct": self.rendering.scenario.weather.relative_humidity_pct}
+        try:
+            result = classify_event(event, self.model,
+                                    burst_times_s=[e["t_emit_utc_s"] for e in inc.events])
+        except Exception as exc:  # a bad event must not stop the night
+            return {"class": "unknown", "reasons": [f"classifier failed: {exc}"]}
+        p = result.probability
+        return {"class": result.class_, "probability": None if p != p else round(float(p), 4),
+                "reasons": [r.get("feature", r.get("error", "")) for r in result.reasons]}
+
+    def _raise(self, inc):
+        from shotline.alerts.cap import cap_alert
+        from shotline.alerts.geojson import incident_feature
+        from shotline.alerts.webhook import alert_key
+        from shotline.incidents import record_incident
+
+        first = min(inc.events, key=lambda e: e["t_emit_utc_s"])
+        best = min(inc.events, key=_major)
+        lat, lon, alt = inc.position_llh()
+        sensors = sorted({s["sensor"] for e in inc.events for s in e["sensors"]})
+        matches = [self.truth.match(e) for e in inc.events]
+        sources = [m[1] for m in matches if m is not None]
+        truth_id = max(set(sources), key=sources.count) if sources else None
+        error_m = None
+        if truth_id is not None:
+            tpos = np.mean([self.truth.impulses[m[0]][2] for m in matches
+                            if m is not None and m[1] == truth_id], axis=0)
+            error_m = round(_horizontal_m(self.frame, (lat, lon), tpos), 2)
+        record = {
+            "uid": f"demo-{format_utc(first['t_emit_utc_s'], 3).replace(':', '').replace('.', '')}"
+                   f"-{first['event_id']}",
+            "event_id": first["id"], "time_utc_s": first["t_emit_utc_s"],
+            "lat_deg": float(lat), "lon_deg": float(lon), "alt_m": float(alt),
+            "ellipse_major_m": best["ellipse95_m"]["major"],
+            "ellipse_minor_m": best["ellipse95_m"]["minor"],
+            "ellipse_azimuth_deg": best["ellipse95_m"]["azimuth_deg"],
+            "sensors": sensors, "n_shots": len(inc.events),
+            "extra": {"truth_id": truth_id, "error_m": error_m, "simulated": True},
+            **self._classify(inc),
+        }
+        stored = record_incident(self.store, record, threshold=self.threshold, by="demo")
+        stored["error_m"] = error_m
+        self.incidents.append((stored, inc, matches))
+        truth_text = self._truth_text(truth_id, error_m)
+        cls = ""
+        if stored.get("class") is not None:
+            cls = f"  {stored['class']}" + (f" p={stored['probability']:.2f}"
+                                            if stored.get("probability") is not None else "")
+        head = "ALERT " if stored["alert"] else "record"
+        self.say(f"{head} #{stored['id']:<3} {format_utc(stored['time_utc_s'], 2)[11:]}  "
+                 f"{stored['lat_deg']:.6f},{stored['lon_deg']:.6f}  "
+                 f"±{stored['ellipse_major_m']:.0f} m  {stored['n_shots']} shot(s)  "
+                 f"{len(sensors)} sensors{cls}  | {truth_text}")
+        if stored["alert"]:
+            sent = time.time()
+            xml = cap_alert(stored, sent_utc_s=sent, status="Exercise",
+                            note="Simulated night (shotline demo): not a real event")
+            (self.out / "cap" / f"{stored['uid']}.xml").write_text(xml)
+            if self.outbox is not None:
+                self.outbox.enqueue(incident_feature(stored), alert_key(stored))
+                self.outbox.deliver_due()
+
+    def _truth_text(self, truth_id, error_m):
+        if truth_id is None:
+            return "truth: nothing there (false)"
+        src = self.truth.sources[truth_id]
+        return f"truth: {truth_id} ({src['kind']}), error {error_m:.1f} m"
+
+    # -- scoring ------------------------------------------------------------------------
+    def summary(self):
+        gun_imps = self.truth.gunshot_impulses()
+        gun_sources = [s for s in self.truth.sources.values() if s["is_gunshot"]]
+        located_shots, shot_errors = set(), []
+        for _, _, matches in self.incidents:
+            for m in matches:
+                if m is not None and m[0] in gun_imps and m[0] not in located_shots:
+                    located_shots.add(m[0])
+                    shot_errors.append(m[2])
+        alerts = [i for i, _, _ in self.incidents if i["alert"]]
+        true_alerts = [i for i in alerts if i["extra"]["truth_id"] is not None and
+                       self.truth.sources[i["extra"]["truth_id"]]["is_gunshot"]]
+        detected_sources = {i["extra"]["truth_id"] for i in true_alerts}
+        incident_errors = [i["error_m"] for i in true_alerts if i["error_m"] is not None]
+        confusers = [s for s in self.truth.sources.values() if not s["is_gunshot"]]
+        return {
+            "gunshot_sources": len(gun_sources),
+            "gunshot_sources_alerted": len(detected_sources),
+            "shots": len(gun_imps), "shots_located": len(located_shots),
+            "shot_error_median_m": _round(_percentile(shot_errors, 50)),
+            "shot_error_p90_m": _round(_percentile(shot_errors, 90)),
+            "incident_error_median_m": _round(_percentile(incident_errors, 50)),
+            "incident_error_p90_m": _round(_percentile(incident_errors, 90)),
+            "confuser_sources": len(confusers),
+            "incidents": len(self.incidents), "alerts": len(alerts),
+            "false_alerts": len(alerts) - len(true_alerts),
+            "false_alerts_by_kind": _count(
+                self.truth.sources[i["extra"]["truth_id"]]["kind"] if i["extra"]["truth_id"]
+                else "nothing" for i in alerts if i not in true_alerts),
+            "classifier": "none: " + self.model_error if self.model is None else
+            self.model.get("model_version", "loaded"),
+            "events": len(self.events),
+        }
+
+
+def _round(v):
+    return None if v is None else round(v, 2)
+
+
+def _count(items):
+    out = {}
+    for k in items:
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _clear(out):
+    """Remove the outputs of an earlier run (only the files this demo writes)."""
+    for name in ("shotline.sqlite", "shotline.sqlite-wal", "shotline.sqlite-shm",
+                 "incidents.geojson", "map.png", "summary.json"):
+        (out / name).unlink(missing_ok=True)
+    for folder in ("cap", "sim"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+
+
+def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True,
+             say=print, progress=None):
+    """Run the night; returns the summary dict (also written to ``summary.json``)."""
+    from shotline.alerts.geojson import feature_collection
+    from shotline.incidents import list_incidents
+    from shotline.mapplot import draw_map
+    from shotline.simulate import load_scenario, render, write_rendering
+    from shotline.store import Store
+
+    progress = progress or (lambda msg: None)
+    t0 = time.monotonic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear(out)
+    sc = load_scenario(scenario)
+    say(f"Shotline demo: {sc.name}, {len(sc.sensors)} sensors, {len(sc.sources)} sources over "
+        f"{sc.duration_s:g} s of simulated audio ({sum(1 for s in sc.sources if s.kind in ('handgun', 'rifle'))} gunfire)")
+    rendering = render(sc, progress=lambda d, n: progress(f"rendered sensor {d}/{n}"))
+    write_rendering(rendering, out / "sim")
+    progress(f"simulated audio and truth in {out / 'sim'} ({time.monotonic() - t0:.1f} s)")
+    say(f"sensor path: {SENSOR_PATHS['detector']}")
+    records = detector_triggers(rendering, progress)
+    receiver = Receiver() if webhook else None
+    store = Store(out / "shotline.sqlite")
+    try:
+        for s in rendering.sensors:
+            store.upsert_sensor(s.id, position_llh=s.position_llh, firmware="simulated",
+                                port="in-process")
+        night = Night(store, rendering, out, threshold=threshold, say=say,
+                      webhook_url=receiver.url if receiver else None)
+        if night.model is None:
+            say(f"classifier: none available ({night.model_error}); every located "
+                f"incident alerts")
+        for i in range(0, len(records), 64):
+            night.push(records[i:i + 64])
+        night.finish()
+        delivered = None
+        if night.outbox is not None:
+            night.outbox.drain(timeout_s=10.0)
+            delivered = sum(1 for r in night.outbox.rows() if r["delivered_utc_s"] is not None)
+        incidents = list_incidents(store)
+        for inc in incidents:
+            inc["error_m"] = inc["extra"].get("error_m")
+        (out / "incidents.geojson").write_text(json.dumps(feature_collection(incidents), indent=1)
+                                               + "\n")
+        draw_map(out / "map.png", sensors=[(s.id, *s.position_llh[:2]) for s in rendering.sensors],
+                 incidents=incidents, truth=rendering.truth["sources"],
+                 title=f"Shotline demo: {sc.name}")
+        summary = night.summary()
+    finally:
+        store.close()
+        if receiver is not None:
+            receiver.close()
+    summary.update(elapsed_s=round(time.monotonic() - t0, 1), audio_s=sc.duration_s,
+                   sensors=len(sc.sensors), sensor_path="detector",
+                   webhook_delivered=delivered,
+                   webhook_receiver_records=None if receiver is None else len(receiver.records),
+                   out=str(out))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
