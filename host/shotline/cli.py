@@ -22,6 +22,7 @@ EXIT_INTERRUPTED = 130
 # (name, module under shotline.commands, one-line help)
 COMMANDS = (
     ("simulate", "simulate", "render a scenario to per-sensor audio and truth"),
+    ("detect", "detect", "find impulses in recordings"),
     ("incidents", "incidents", "list incidents and change their status"),
     ("map", "map", "draw sensors, incidents and their ellipses to PNG"),
     ("demo", "demo", "run the simulated night end to end"),
