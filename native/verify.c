@@ -7,6 +7,15 @@
 #include "monocypher/monocypher.h"
 #include "monocypher/sha512/sha512.h"
 
+/* [8]A == identity?  Monocypher's own equation with R = identity, S = 0, h = 1
+ * reduces to [8](-A) == 0, which holds exactly for the 8 small-order points. */
+static int verify_small_order(const uint8_t public_key[VERIFY_PUBLIC_KEY_BYTES])
+{
+    static const uint8_t identity_zero[VERIFY_SIGNATURE_BYTES] = {1};
+    static const uint8_t one[32] = {1};
+    return crypto_eddsa_check_equation(identity_zero, public_key, one) == 0;
+}
+
 int verify_ed25519(const uint8_t signature[VERIFY_SIGNATURE_BYTES],
                    const uint8_t public_key[VERIFY_PUBLIC_KEY_BYTES],
                    const uint8_t *message, size_t message_bytes)
@@ -17,6 +26,9 @@ int verify_ed25519(const uint8_t signature[VERIFY_SIGNATURE_BYTES],
 
     if (message_bytes > VERIFY_MAX_MESSAGE_BYTES) {
         return VERIFY_TOO_LONG;
+    }
+    if (verify_small_order(public_key)) {
+        return VERIFY_WEAK_KEY;
     }
     memcpy(hashed, signature, VERIFY_SIGNATURE_BYTES / 2);
     memcpy(hashed + VERIFY_SIGNATURE_BYTES / 2, public_key, VERIFY_PUBLIC_KEY_BYTES);

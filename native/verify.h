@@ -21,10 +21,13 @@
 #define VERIFY_OK 0             /* the signature is valid for this key and message */
 #define VERIFY_BAD_SIGNATURE 1  /* forged, corrupted, non-canonical S, or bad key */
 #define VERIFY_TOO_LONG 2       /* message longer than VERIFY_MAX_MESSAGE_BYTES */
+#define VERIFY_WEAK_KEY 3       /* public key of small order: it would accept forgeries */
 
 /* Check an Ed25519 signature (R || S, 64 bytes) over message[0..message_bytes)
  * with a 32-byte public key.  Returns VERIFY_OK or an error code; never
- * crashes on any input. */
+ * crashes on any input.  Monocypher's check is cofactored, under which a
+ * small-order key (e.g. all zeros) validates an all-zero signature on any
+ * message, so such keys are refused first (as libsodium does). */
 int verify_ed25519(const uint8_t signature[VERIFY_SIGNATURE_BYTES],
                    const uint8_t public_key[VERIFY_PUBLIC_KEY_BYTES],
                    const uint8_t *message, size_t message_bytes);
