@@ -135,3 +135,138 @@ class PtyPort:
 
     def __exit__(self, *exc):
         self.unplug()
+
+
+# -- virtual sensors: the real firmware app behind a pty ----------------------------
+def impulse_audio(rate_hz=16000, period_s=1.0, first_s=0.5, peak_dbfs=-6.0, noise_dbfs=-60.0,
+                  seed=0, block_s=1.0):
+    """An endless int16 stream (blocks of ``block_s``): white noise at ``noise_dbfs`` RMS
+    and a gunshot-like impulse (N-wave, 1 ms rise, ~3 ms positive phase, decaying ring)
+    every ``period_s`` seconds starting at ``first_s``, peaking at ``peak_dbfs``.
+
+    Sample ``k`` of the stream is at ``k / rate_hz`` seconds; the impulse onsets
+    are at ``first_s + i * period_s``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_block = int(round(block_s * rate_hz))
+    t = np.arange(int(0.05 * rate_hz)) / rate_hz
+    pulse = np.where(t < 0.001, t / 0.001, np.exp(-(t - 0.001) / 0.003)
+                     * np.cos(2 * np.pi * 120 * (t - 0.001)))
+    pulse = pulse / np.max(np.abs(pulse)) * 32767 * 10 ** (peak_dbfs / 20)
+    noise_rms = 32767 * 10 ** (noise_dbfs / 20)
+    k0 = 0
+    next_onset = int(round(first_s * rate_hz))
+    period = int(round(period_s * rate_hz))
+    while True:
+        block = rng.normal(0.0, noise_rms, n_block)
+        onset = next_onset
+        while onset - len(pulse) < k0 + n_block:
+            lo, hi = max(onset, k0), min(onset + len(pulse), k0 + n_block)
+            if hi > lo:
+                block[lo - k0:hi - k0] += pulse[lo - onset:hi - onset]
+            if onset + len(pulse) <= k0 + n_block:
+                next_onset = onset + period
+            onset += period
+        yield np.clip(np.round(block), -32768, 32767).astype(np.int16)
+        k0 += n_block
+
+
+class VirtualSensor:
+    """A board running the real firmware (``shotline.fakehw.FakeBoard``) on a pty.
+
+    ``root``: its flash (config, outbox); a configuration is written there
+    if none exists.  ``audio``: as ``FakeBoard`` (array, file, iterable of
+    int16 blocks; default ``impulse_audio()``).  The simulated GPS starts at
+    ``utc0_s`` (default: now, so onset times are comparable with the host
+    clock); ``crystal_ppm`` is the board's clock error.  ``speed``: simulated
+    seconds per wall second (1 = real time).
+
+    ``start()`` runs the board in a thread; ``unplug()``/``plug()`` pull and
+    reconnect the cable; ``reboot()`` resets it; ``stop()`` ends it.
+    """
+
+    def __init__(self, name, root, *, audio=None, folder=None, position_llh=(40.4406, -79.9959, 300.0),
+                 utc0_s=None, crystal_ppm=25.0, speed=1.0, step_s=0.01, config=None, seed=0):
+        import time as _t
+
+        from shotline import fakehw
+
+        self.name = name
+        self.root = os.path.abspath(str(root))
+        self.speed = float(speed)
+        self.step_s = float(step_s)
+        cfg_path = os.path.join(self.root, "config.json")
+        if not os.path.exists(cfg_path):
+            lat, lon, alt = position_llh
+            fakehw.write_config(self.root, sensor_id=name, lat_deg=lat, lon_deg=lon, alt_m=alt,
+                                **(config or {}))
+        self.port = PtyPort(name, folder)
+        self.board = fakehw.FakeBoard(
+            self.root, impulse_audio(seed=seed) if audio is None else audio, usb=self.port,
+            utc0_s=_t.time() if utc0_s is None else utc0_s, crystal_ppm=crystal_ppm, seed=seed)
+        self.board.gps_position = tuple(position_llh)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread = None
+        self.error = None
+
+    @property
+    def path(self):
+        return self.port.path
+
+    def start(self):
+        self.port.plug()
+        self.board.app.send_hello()  # a freshly plugged board announces itself
+        self._thread = threading.Thread(target=self._run, name=f"virtual {self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        import time as _t
+
+        wall0, sim0 = _t.monotonic(), self.board.clock.t_s
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    self.board.advance(self.step_s)
+                    self.port.flush()
+                ahead_s = (self.board.clock.t_s - sim0) / self.speed - (_t.monotonic() - wall0)
+                if ahead_s > 0:
+                    self._stop.wait(ahead_s)
+        except Exception as exc:  # surfaced to the owner, not swallowed
+            self.error = exc
+            raise
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        with self._lock:
+            self.board.app.close()
+        self.port.unplug()
+
+    def unplug(self):
+        with self._lock:
+            self.port.unplug()
+
+    def plug(self):
+        with self._lock:
+            self.port.plug()
+
+    def reboot(self, mid_frame=False):
+        """Reset the board; with ``mid_frame``, first send half a frame, as a
+        reset during a USB transfer does."""
+        with self._lock:
+            if mid_frame:
+                from shotline_fw import wire
+                line = wire.encode_json(wire.TRIGGER, 1, {"sensor_id": self.name, "seq": 0})
+                self.port.write(line[: len(line) // 2])
+            self.board.reboot("soft")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

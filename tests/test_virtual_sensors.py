@@ -1,0 +1,130 @@
+"""End to end over pseudo-terminals: virtual sensors running the REAL firmware
+(shotline_fw.app on shotline.fakehw) and the collector as a separate process
+that is killed with SIGKILL mid-stream, cables pulled, boards rebooted."""
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+
+from shotline_fw import wire
+from shotline.store import Store
+from shotline.virtual import VirtualSensor, impulse_audio
+
+pytestmark = pytest.mark.timeout(120)
+
+PERIOD_S = 0.5
+AUDIO_S = 16
+
+
+def wait_until(cond, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def finite_audio(seed, seconds=AUDIO_S):
+    """``seconds`` of noise with an impulse every PERIOD_S, then silence."""
+    return np.concatenate(list(itertools.islice(impulse_audio(period_s=PERIOD_S, seed=seed), seconds)))
+
+
+@pytest.fixture
+def sensors(tmp_path):
+    made = []
+
+    def make(n, speed=8.0):
+        for i in range(n):
+            made.append(VirtualSensor(f"vs{i:02d}", tmp_path / "flash" / f"vs{i:02d}",
+                                      audio=finite_audio(i), folder=tmp_path / "links",
+                                      speed=speed, seed=i).start())
+        return made
+
+    yield make
+    for vs in made:
+        vs.stop()
+
+
+def collector(store, ports, *extra):
+    return subprocess.Popen([sys.executable, "-m", "shotline", "collect", "--store", str(store),
+                             "--no-associate", *extra, *ports],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def drained(vss):
+    return all(vs.board.audio_exhausted and len(vs.board.app.outbox) == 0 for vs in vss)
+
+
+def recorded(vs):
+    return list(range(1, vs.board.app.outbox.next_seq))
+
+
+def test_virtual_sensor_answers_like_a_board(tmp_path, sensors):
+    (vs,) = sensors(1, speed=4.0)
+    with serial.Serial(vs.path, timeout=0.1) as port:
+        dec = wire.StreamDecoder()
+        port.write(wire.encode_json(wire.HELLO, 1, {"host": "test"}))
+        port.write(wire.encode_json(wire.STATUS_GET, 2, {}))
+        frames = []
+        assert wait_until(lambda: frames.extend(dec.feed(port.read(4096))) or
+                          any(f.type == wire.RESPONSE for f in frames), 10)
+    hello = next(f.json() for f in frames if f.type == wire.HELLO)
+    assert hello["sensor_id"] == "vs00" and hello["mode"] == "run" and hello["proto"] == 1
+    status = next(f.json() for f in frames if f.type == wire.RESPONSE and f.ref == 2)
+    assert status["sensor_id"] == "vs00" and "noise_dbfs" in status
+
+
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path, sensors):
+    vss = sensors(3)
+    store = tmp_path / "c.sqlite"
+    first = collector(store, [vs.path for vs in vss])
+    try:
+        assert wait_until(lambda: os.path.exists(store) and Store(store, readonly=True).counts()["triggers"] >= 10)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    killed_at = Store(store, readonly=True).counts()["triggers"]
+    time.sleep(0.5)  # the boards keep recording, nobody acknowledges
+    second = collector(store, [vs.path for vs in vss])
+    try:
+        assert wait_until(lambda: drained(vss), 60)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        out, err = second.communicate(timeout=20)
+    assert second.returncode == 0, err
+    s = Store(store, readonly=True)
+    for vs in vss:
+        seqs = [r["seq"] for r in s.triggers(sensor_id=vs.name)]
+        assert sorted(seqs) == recorded(vs)  # every recorded trigger, once
+        assert len(seqs) >= AUDIO_S / PERIOD_S - 2  # and the boards heard every impulse
+    assert 10 <= killed_at < s.counts()["triggers"]
+    logs = [json.loads(line) for line in err.splitlines()]
+    assert {"collector started", "board connected", "collector stopped"} <= {r["msg"] for r in logs}
+
+
+def test_pulled_cable_and_reboot_mid_frame_with_real_firmware(tmp_path, sensors):
+    from shotline.collect import Collector
+
+    vss = sensors(2, speed=6.0)
+    store = Store(tmp_path / "c.sqlite")
+    with Collector(store, [vs.path for vs in vss], backoff_s=(0.05, 0.5)) as c:
+        assert c.wait_for_connections(timeout_s=15)
+        assert wait_until(lambda: c.stats["triggers_new"] >= 4)
+        vss[0].unplug()
+        vss[1].reboot(mid_frame=True)
+        vss[1].port.write(b"\x00\xffgarbage\r\nTraceback (most recent call last):\r\n")
+        time.sleep(0.6)
+        vss[0].plug()
+        assert wait_until(lambda: drained(vss), 60)
+        assert wait_until(lambda: c.boards[vss[0].path].connects >= 2)
+        assert c.boards[vss[1].path].hello["boot"] == 2
+    for vs in vss:
+        assert sorted(r["seq"] for r in store.triggers(sensor_id=vs.name)) == recorded(vs)
