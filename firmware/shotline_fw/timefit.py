@@ -39,13 +39,14 @@ class BlockClock:
 
     The line t = (s * den + off) / num (t in unwrapped µs, s in samples) is
     the lower envelope of the block completions: ``num/den`` (samples per µs)
-    starts nominal and is re-measured between the earliest and the latest
-    envelope points once they are ``span_s`` apart; ``off`` is the smallest
-    offset among the minima of the last ``windows`` windows of ``window``
-    blocks (a latency-free block completion sits on the envelope).
+    starts nominal and is re-measured between the lowest point of the first
+    four windows (of ``window`` blocks) and the lowest of the last four
+    windows once they are ``span_s`` apart; ``off`` puts the line through
+    the lowest point of the last ``windows`` windows (a block completion
+    without latency sits on it).
     """
 
-    def __init__(self, rate_hz, ticks, window=64, windows=8, span_s=16):
+    def __init__(self, rate_hz, ticks, window=64, windows=16, span_s=4):
         self._ticks = ticks          # object with ticks_diff(a, b)
         self._window = window
         self._nwin = windows
@@ -57,7 +58,7 @@ class BlockClock:
         self._mins = []              # (s, t) lowest point of each recent window
         self._cur = None             # lowest point of the current window
         self._wn = 0
-        self._origin = None          # earliest envelope point
+        self._first = []             # lowest points of the first windows
         self._off = None
 
     @property
@@ -87,18 +88,21 @@ class BlockClock:
         self._mins.append(self._cur)
         if len(self._mins) > self._nwin:
             self._mins.pop(0)
-        if self._origin is None:
-            self._origin = self._cur
-        elif self._cur[1] - self._origin[1] >= self._span_us:
-            self._num = self._cur[0] - self._origin[0]
-            self._den = self._cur[1] - self._origin[1]
+        if len(self._first) < 4:
+            self._first.append(self._cur)
         self._cur, self._wn = None, 0
-        off = None
-        for q in self._mins:
-            o = self._offset(q)
-            if off is None or o < off:
-                off = o
-        self._off = off
+        origin, end = self._lowest(self._first), self._lowest(self._mins[-4:])
+        if end[1] - origin[1] >= self._span_us:
+            self._num = end[0] - origin[0]
+            self._den = end[1] - origin[1]
+        self._off = self._offset(self._lowest(self._mins))
+
+    def _lowest(self, points):
+        best = None
+        for q in points:
+            if best is None or self._offset(q) < self._offset(best):
+                best = q
+        return best
 
     def sample_q8(self, t_us):
         """Q8 sample index at MCU time ``t_us`` (within minutes of the last block)."""

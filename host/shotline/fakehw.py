@@ -317,6 +317,7 @@ class FakeBoard:
         self.gps_fix = True
         self.gps_position = (40.4406, -79.9959, 300.0)
         self.polls = 0
+        self.polling = True      # False: the main loop is stuck, IRQs still run
         self._set_audio(audio)
         self.reset_cause = reset_cause
         self.boot()
@@ -438,6 +439,8 @@ class FakeBoard:
         self._poll()
 
     def _poll(self):
+        if not self.polling:
+            return
         self.app.poll()
         self.polls += 1
         if self.reset_requested:
