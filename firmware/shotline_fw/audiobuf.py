@@ -184,6 +184,11 @@ class AudioRing:
         return self.first_block + slot * (1 + self.seg_data_blocks)
 
     @property
+    def next_sample(self):
+        """Index of the next sample expected (everything before it is written), or None."""
+        return self._next
+
+    @property
     def capacity_s(self):
         """Audio the ring can hold, seconds."""
         return self.n_slots * self.seg_samples // self.rate_hz
@@ -492,27 +497,41 @@ class AudioRing:
             raise AudioGone("expired")
         return found
 
-    def read(self, first_sample, out):
+    def read(self, first_sample, out, verify=True):
         """Fill ``out`` (bytearray/memoryview, 2 bytes per sample) with the audio from
-        ``first_sample`` on.  Every segment touched is CRC-checked whole.
-        Raises AudioGone("expired" | "corrupt" | "not_recorded" | "no_card")."""
+        ``first_sample`` on.  With ``verify`` every segment touched is CRC-checked
+        whole first (``check``).  Raises AudioGone("expired" | "corrupt" |
+        "read_error" | "no_card")."""
         out = memoryview(out)
         n = len(out) // 2
+        if verify:
+            self.check(first_sample, n)
         s = first_sample
         while s < first_sample + n:
-            h = self.find(s)
-            if self._expired(h, None):
-                raise AudioGone("expired")
+            h = self._live(s)
             end = min(first_sample + n, h.first_sample + h.n_samples)
-            self._read_segment(h, s, end, out[(s - first_sample) * 2:(end - first_sample) * 2])
+            self._copy(h, s, end, out[(s - first_sample) * 2:(end - first_sample) * 2])
             s = end
         return n
 
-    def _read_segment(self, h, s0, s1, out):
+    def check(self, first_sample, n_samples):
+        """Verify that samples ``[first_sample, first_sample + n_samples)`` are held and
+        that every segment holding them matches its CRC; AudioGone if not."""
+        s = first_sample
+        while s < first_sample + n_samples:
+            h = self._live(s)
+            self._verify_segment(h)
+            s = h.first_sample + h.n_samples
+
+    def _live(self, sample_index):
+        h = self.find(sample_index)
+        if self._expired(h, None):
+            raise AudioGone("expired")
+        return h
+
+    def _verify_segment(self, h):
         block = self._slot_block(h.seq) + 1
         n_bytes = h.n_samples * 2
-        lo = (s0 - h.first_sample) * 2
-        hi = (s1 - h.first_sample) * 2
         crc = 0
         off = 0
         while off < n_bytes:
@@ -520,14 +539,23 @@ class AudioRing:
                 raise AudioGone("read_error")
             take = min(BLOCK_BYTES, n_bytes - off)
             crc = crc32(memoryview(self._rbuf)[:take], crc)
-            a = max(lo, off)
-            b = min(hi, off + take)
-            if a < b:
-                out[a - lo:b - lo] = memoryview(self._rbuf)[a - off:b - off]
             off += take
         if crc != h.data_crc:
             self.counts["corrupt_segments"] += 1
             raise AudioGone("corrupt")
+
+    def _copy(self, h, s0, s1, out):
+        block = self._slot_block(h.seq) + 1
+        lo = (s0 - h.first_sample) * 2
+        hi = (s1 - h.first_sample) * 2
+        off = lo - lo % BLOCK_BYTES
+        while off < hi:
+            if not self._read(block + off // BLOCK_BYTES, self._rbuf):
+                raise AudioGone("read_error")
+            a = max(lo, off)
+            b = min(hi, off + BLOCK_BYTES)
+            out[a - lo:b - lo] = memoryview(self._rbuf)[a - off:b - off]
+            off += BLOCK_BYTES
 
     # -- health ------------------------------------------------------------------------------
     def health(self):
