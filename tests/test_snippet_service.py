@@ -1,0 +1,158 @@
+"""The snippet service (firmware/shotline_fw/snippets.py) and the protocol's audio policy."""
+from pathlib import Path
+
+import pytest
+
+from audiobuf_helpers import RamBlockDev, mic_samples
+from shotline_fw import wire
+from shotline_fw.audiobuf import AudioRing
+from shotline_fw.snippets import SnippetRefused, SnippetService
+
+HERE = Path(__file__).resolve().parent
+RATE_HZ = 16000
+SEG_BLOCKS = 64                     # 16384 samples (1.024 s) per segment
+T0_US = 1_545_180_567 * 1_000_000
+
+
+def recorder(seconds, n_slots=30, block=512):
+    dev = RamBlockDev(n_slots * (SEG_BLOCKS + 1))
+    ring = AudioRing(dev, RATE_HZ, lambda s: T0_US + s * 1_000_000 // RATE_HZ,
+                     seg_data_blocks=SEG_BLOCKS, stage_blocks=8)
+    ring.mount()
+    for s in range(0, int(seconds * RATE_HZ), block):
+        ring.write(mic_samples(s, block), s)
+    return dev, ring, SnippetService(ring, RATE_HZ)
+
+
+def collect(chunks):
+    got = []
+    for body in chunks:
+        got.append(wire.decode_snippet_chunk(body))     # checks each chunk's CRC
+    assert [c[1] for c in got] == list(range(len(got)))
+    assert all(c[2] == len(got) for c in got)
+    return b"".join(c[3] for c in got)
+
+
+def test_snippet_equals_the_microphone_audio_of_its_window():
+    _, ring, service = recorder(12)
+    onset = 6 * RATE_HZ + 123
+    service.note_trigger(41, onset)
+    info, chunks = service.snippet({"trigger_seq": 41})
+    first = onset - 2 * RATE_HZ
+    assert info == {"trigger_seq": 41, "first_sample_index": first, "n_samples": 6 * RATE_HZ,
+                    "sample_rate_hz": RATE_HZ, "chunks": 94,
+                    "start_utc_us": T0_US + first * 1_000_000 // RATE_HZ}
+    assert collect(chunks) == mic_samples(first, 6 * RATE_HZ)
+    assert service.counts == {"served": 1, "refused": 0}
+
+
+def test_narrower_window_and_clamp_at_start_of_recording():
+    _, _, service = recorder(8)
+    service.note_trigger(1, RATE_HZ // 2)                 # 0.5 s after capture began
+    info, chunks = service.snippet({"trigger_seq": 1, "pre_ms": 2000, "post_ms": 1000})
+    assert info["first_sample_index"] == 0 and info["n_samples"] == RATE_HZ * 3 // 2
+    assert collect(chunks) == mic_samples(0, RATE_HZ * 3 // 2)
+    service.note_trigger(2, 5 * RATE_HZ)
+    info, chunks = service.snippet({"trigger_seq": 2, "pre_ms": 100, "post_ms": 0})
+    assert collect(chunks) == mic_samples(5 * RATE_HZ - 1600, 1600)
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"trigger_seq": 7, "pre_ms": 2001}, "window"),
+    ({"trigger_seq": 7, "post_ms": 4001}, "window"),
+    ({"trigger_seq": 7, "pre_ms": 0, "post_ms": 0}, "window"),
+    ({"trigger_seq": 7, "start_sample": 0}, "bad_request"),
+    ({"trigger_seq": 7, "n_samples": 10**6}, "bad_request"),
+    ({"trigger_seq": "7"}, "bad_request"),
+    ({"trigger_seq": True}, "bad_request"),
+    ({"trigger_seq": 7, "pre_ms": -5}, "bad_request"),
+    ({"trigger_seq": 7, "pre_ms": 1.5}, "bad_request"),
+    ({}, "bad_request"),
+    ([7], "bad_request"),
+    ({"trigger_seq": 8}, "unknown_trigger"),
+])
+def test_out_of_policy_requests_are_refused(request_, reason):
+    _, _, service = recorder(8)
+    service.note_trigger(7, 4 * RATE_HZ)
+    with pytest.raises(SnippetRefused) as exc:
+        service.snippet(request_)
+    assert exc.value.args[0] == reason
+    assert service.counts["refused"] == 1
+
+
+def test_window_not_yet_recorded_expired_and_corrupt():
+    dev, ring, service = recorder(8, n_slots=8)
+    service.note_trigger(1, 6 * RATE_HZ)                  # its +4 s is in the future
+    with pytest.raises(SnippetRefused, match="not_yet"):
+        service.snippet({"trigger_seq": 1})
+    service.note_trigger(2, 3 * RATE_HZ)
+    for s in range(8 * RATE_HZ, 14 * RATE_HZ, 512):        # wrap-around overwrites it
+        ring.write(mic_samples(s, 512), s)
+    with pytest.raises(SnippetRefused, match="expired"):
+        service.snippet({"trigger_seq": 2})
+    service.note_trigger(3, 10 * RATE_HZ)
+    h = ring.find(10 * RATE_HZ)
+    dev.image[(ring._slot_block(h.seq) + 3) * 512 + 17] ^= 0x40
+    with pytest.raises(SnippetRefused, match="corrupt"):
+        service.snippet({"trigger_seq": 3})
+
+
+def test_forgotten_triggers_are_unknown():
+    _, _, service = recorder(8)
+    service.capacity = 2
+    service._seq, service._onset, service._next = [-1, -1], [0, 0], 0
+    for seq in (1, 2, 3):
+        service.note_trigger(seq, 4 * RATE_HZ)
+    with pytest.raises(SnippetRefused, match="unknown_trigger"):
+        service.snippet({"trigger_seq": 1})
+    assert service.snippet({"trigger_seq": 3})[0]["chunks"] == 94
+
+
+def test_protocol_has_no_streaming_or_arbitrary_range_command():
+    names = {name for name, _ in wire.COMMANDS.values()}
+    assert names == {"hello", "ack", "status", "config_get", "config_set", "time", "self_test",
+                     "snippet", "keys", "reboot"}
+    for word in ("stream", "audio", "read", "range", "dump", "listen", "record", "file"):
+        assert not any(word in n for n in names), word
+    # commands that reveal audio or change configuration or keys must be signed
+    signed = {name for name, must_sign in wire.COMMANDS.values() if must_sign}
+    assert {"snippet", "config_set", "keys"} <= signed
+    # the board sends audio in exactly one message type, addressed by trigger seq
+    assert [t for t, n in wire.NAMES.items() if "snippet" in n] == [wire.SNIPPET_CHUNK, wire.SNIPPET]
+
+
+@pytest.mark.micropython
+def test_snippet_service_under_real_micropython(micropython):
+    script = """
+from audiobuf_helpers import RamBlockDev, mic_samples
+from shotline_fw.audiobuf import AudioRing
+from shotline_fw.snippets import SnippetService, SnippetRefused
+from shotline_fw import wire
+rate = 4000
+dev = RamBlockDev(12 * 17)
+ring = AudioRing(dev, rate, lambda s: None, seg_data_blocks=16, stage_blocks=4)
+ring.mount()
+for s in range(0, 10 * rate, 500):
+    ring.write(mic_samples(s, 500), s)
+svc = SnippetService(ring, rate, capacity=8)
+svc.note_trigger(3, 5 * rate)
+info, chunks = svc.snippet({"trigger_seq": 3})
+got = bytearray()
+for body in chunks:
+    seq, i, total, samples = wire.decode_snippet_chunk(body)
+    got.extend(samples)
+assert info["n_samples"] == 6 * rate and info["start_utc_us"] is None
+assert got == mic_samples(3 * rate, 6 * rate)
+for req, why in (({"trigger_seq": 3, "post_ms": 4500}, "window"),
+                 ({"trigger_seq": 4}, "unknown_trigger"),
+                 ({"trigger_seq": 3, "first": 0}, "bad_request")):
+    try:
+        svc.snippet(req)
+        raise SystemExit("served " + repr(req))
+    except SnippetRefused as e:
+        assert e.args[0] == why, e.args
+print("ok")
+"""
+    out = micropython(script, paths=[str(HERE)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
