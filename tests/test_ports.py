@@ -58,3 +58,30 @@ def test_select_errors_name_what_is_attached(tmp_path):
     with pytest.raises(PortError, match="empty"):
         select([" "], boards)
     assert isinstance(boards[0], Board)
+
+
+def test_ports_command_lists_and_probes_virtual_sensors(tmp_path, monkeypatch, capsys):
+    import json
+
+    from shotline.cli import main
+    from shotline.link import Link
+    from shotline.virtual import VirtualSensor
+
+    monkeypatch.setenv("SHOTLINE_VIRTUAL_DIR", str(tmp_path / "links"))
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])  # ignore any real Pico
+    vs = VirtualSensor("bench1", tmp_path / "flash", speed=4.0).start()
+    try:
+        assert main(["ports", "--json", "--no-probe"]) == 0
+        (row,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+        assert row["kind"] == "virtual" and row["serial_number"] == "bench1" and "firmware" not in row
+        assert main(["ports", "--json"]) == 0
+        (row,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+        assert (row["sensor_id"], row["firmware"], row["answer"]) == ("bench1", "0.1.0", "ok")
+        with Link(vs.path):  # the collector holds it: a probe must not steal its bytes
+            assert main(["ports", "--json"]) == 0
+            (row,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+            assert row["answer"].startswith("busy")
+    finally:
+        vs.stop()
+    assert main(["ports"]) == 0
+    assert capsys.readouterr().out.strip() == "no boards attached"

@@ -39,7 +39,7 @@ class FakeCalls:
 
 def test_plan_copies_firmware_native_config_and_keys(fw_root, tmp_path):
     key = SigningKey.generate().verify_key.encode().hex()
-    cfg = prov.build_config("north-07", (40.4406, -79.9959, 260.0), {"threshold_db": 18.0})
+    cfg = prov.build_config("north-07", (40.4406, -79.9959, 260.0), {"heartbeat_s": 5})
     p = prov.plan("/dev/ttyACM0", cfg, [key], root=fw_root, work_dir=tmp_path / "w")
     remotes = [r for _, r in p.copies]
     assert remotes == ["boot.py", "main.py", "shotline_fw/__init__.py", "shotline_fw/wire.py",
@@ -48,7 +48,7 @@ def test_plan_copies_firmware_native_config_and_keys(fw_root, tmp_path):
     written = dict((r, l) for l, r in p.copies)
     assert json.loads(written["config.json"].read_text()) == {
         "sensor_id": "north-07", "lat_deg": 40.4406, "lon_deg": -79.9959, "alt_m": 260.0,
-        "threshold_db": 18.0}
+        "heartbeat_s": 5}
     assert json.loads(written["keys.json"].read_text()) == {"ed25519": [key]}
     assert json.loads(json.dumps(p.to_dict()))["port"] == "/dev/ttyACM0"
 
@@ -125,3 +125,39 @@ def test_mpremote_command_lines():
                      "fs", "cp", "x/w.py", ":shotline_fw/w.py", "+", "reset"]
     b = mpremote_calls.install_argv("COM3", [], [("c.json", "config.json")], reset=False)
     assert b[5:] == ["fs", "cp", "c.json", ":config.json"]
+
+
+def test_provision_command_dry_run_with_the_real_firmware(tmp_path, capsys):
+    from shotline.cli import main
+
+    key = tmp_path / "ops.pub"
+    key.write_text(SigningKey.generate().verify_key.encode().hex() + "\n")
+    argv = ["provision", "/dev/ttyACM0", "--id", "north-07", "--position", "40.4406,-79.9959,260",
+            "--set", "heartbeat_s=5", "--set", 'detector={"ratio_db": 12.0}', "--key", str(key),
+            "--dry-run", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    remotes = [r for _, r in out["copies"]]
+    assert {"main.py", "boot.py", "shotline_fw/wire.py", "shotline_fw/app.py",
+            "config.json", "keys.json"} <= set(remotes)
+    assert out["config"]["heartbeat_s"] == 5 and out["config"]["detector"] == {"ratio_db": 12.0}
+    assert out["mpremote"][3:5] == ["connect", "/dev/ttyACM0"] and out["mpremote"][-1] == "reset"
+    # the firmware's own validator has the last word on the configuration
+    from shotline_fw import config as fwconfig
+    full = fwconfig.validate(dict(out["config"]))
+    assert full["sensor_id"] == "north-07"
+
+
+def test_provision_command_refuses_bad_input(tmp_path, capsys):
+    from shotline.cli import main
+
+    base = ["provision", "/dev/ttyACM0", "--id", "n7", "--dry-run"]
+    assert main(base + ["--position", "40.44,-79.99,260", "--set", "heartbeat_s=-1"]) == 2
+    assert "heartbeat_s" in capsys.readouterr().err
+    assert main(base + ["--position", "400,0,0"]) == 2
+    assert main(base + ["--position", "40,0,0", "--set", "oops"]) == 2
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not a key")
+    assert main(base + ["--position", "40,0,0", "--key", str(bad)]) == 2
+    assert main(base + ["--position", "40,0,0", "--key", str(tmp_path / "missing.pub")]) == 2
+    assert "cannot read key file" in capsys.readouterr().err

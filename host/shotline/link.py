@@ -61,8 +61,10 @@ class Link:
         """Open the port (raises LinkClosed when it cannot be opened)."""
         self.close()
         try:
+            # exclusive: a second program (monitor, ports) cannot steal the collector's bytes
             self.port = serial.serial_for_url(self.url, baudrate=self.baudrate,
-                                              timeout=self.read_timeout_s, write_timeout=2.0)
+                                              timeout=self.read_timeout_s, write_timeout=2.0,
+                                              exclusive="://" not in self.url)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkClosed(f"{self.url}: cannot open: {exc}") from exc
         self.decoder = wire.StreamDecoder(on_text=self.on_text)
