@@ -60,7 +60,9 @@ GATE_SIGMAS = 4.0
 MAX_SUBSETS = 1500
 CHI2_2DOF_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, 0.95
 _GEOMETRY_RTOL = 1e-6
-_DISTINCT_M = 10.0               # solutions closer than this are the same solution
+_GROW_GATES = 3.0                # growth tries arrivals within this many gates
+_STARTS = 6                      # distinct starting points refined per event
+_DISTINCT_M = 1.0                # solutions closer than this are the same solution
 _RNG_SEED = 20181218
 
 
@@ -486,50 +488,91 @@ def _fit_set(prob, used, P, t0, estimate_c):
 
 
 def _consensus(prob, valid, group, gate, estimate_c):
-    """Best (used mask, P, t0, c) and distinct rival solutions as a list."""
+    """Candidate solutions ``(mask, P, t0, c, sse)``, best first.
+
+    Best = most arrivals used, then the smallest sum of squared residuals.
+    Starts: the linear least-squares solution over all arrivals, and the
+    minimal-subset solutions ranked by consensus (several distinct ones, so a
+    second basin, e.g. a mirror image, is found too).
+    """
     k, m = prob.k, prob.k + 1
     valid_idx = np.flatnonzero(valid)
-    subs = _subsets(valid_idx, group, m)
-    if len(subs) == 0:
-        return None, []
     dt = np.where(valid, prob.dt_s, 0.0)
-    P, t0, ok = _minimal_candidates(prob.sensors[subs], dt[subs], k, prob.c_m_s)
-    P, t0 = P[ok], t0[ok]
-    if len(P) == 0:
-        return None, []
-    r = _residuals(prob.sensors[None], dt[None], P, t0, np.full(len(t0), prob.c_m_s))
-    used, n_in, n_early, sse = _select(r, valid, group, gate)
-    order = np.lexsort((sse, n_early, -n_in))
-    best_key = (n_in[order[0]], n_early[order[0]])
-    # Refine the best candidate, and rivals with an equally good but different set.
-    tried, results = [], []
-    for i in order[:64]:
-        if (n_in[i], n_early[i]) != best_key and results:
-            break
-        mask = used[i]
-        if any(np.array_equal(mask, t_mask) and np.linalg.norm(P[i] - t_pos) < _DISTINCT_M
-               for t_mask, t_pos in tried):
-            continue
-        tried.append((mask, P[i]))
-        results.append(_iterate(prob, valid, group, gate, mask, P[i], t0[i], estimate_c))
-        if len(tried) >= 6:
-            break
-    return results[0], results[1:]
+    results = []
+    if len(valid_idx) >= k + 2 and len(set(group[valid_idx])) == len(valid_idx):
+        P0, t00 = _linear_start(prob.sensors[None], dt[None], valid[None].astype(float), k, prob.c_m_s)
+        if np.all(np.isfinite(P0)):
+            results.append(_iterate(prob, valid, group, gate, valid.copy(), P0[0], float(t00[0]), estimate_c))
+            if results[-1] is None:
+                results.pop()
+            elif len(valid_idx) >= k + 3:
+                return results  # every arrival consistent, with two or more to spare
+    subs = _subsets(valid_idx, group, m)
+    if len(subs):
+        P, t0, ok = _minimal_candidates(prob.sensors[subs], dt[subs], k, prob.c_m_s)
+        P, t0 = P[ok], t0[ok]
+    else:
+        P = t0 = np.zeros((0,))
+    if len(P):
+        r = _residuals(prob.sensors[None], dt[None], P, t0, np.full(len(t0), prob.c_m_s))
+        used, n_in, n_early, sse = _select(r, valid, group, gate)
+        order = np.lexsort((sse, n_early, -n_in))
+        tried = [res[1] for res in results]
+        for i in order[:256]:
+            if n_in[i] < m or any(np.linalg.norm(P[i] - t) < _DISTINCT_M for t in tried):
+                continue
+            tried.append(P[i])
+            res = _iterate(prob, valid, group, gate, used[i], P[i], t0[i], estimate_c)
+            if res is not None:
+                results.append(res)
+            if len(tried) >= _STARTS:
+                break
+    results.sort(key=lambda res: (-int(res[0].sum()), res[4]))
+    return results
 
 
 def _iterate(prob, valid, group, gate, mask, P, t0, estimate_c):
-    """Refit on the set, re-gate against all arrivals, until the set is stable."""
-    c = prob.c_m_s
+    """Refit on the set and re-gate against all arrivals until the set is
+    stable, then grow it one arrival at a time while the fit stays consistent.
+
+    Returns ``(mask, P, t0, c, sse)``, or None when no consistent set remains.
+    """
     dt = np.where(valid, prob.dt_s, 0.0)
-    for _ in range(5):
+
+    def fit(mask, P, t0):
         fit_c = estimate_c and mask.sum() >= prob.k + 3
         P, t0, c = _fit_set(prob, mask, P, t0, fit_c)
-        r = _residuals(prob.sensors[None], dt[None], P[None], np.array([t0]), np.array([c]))
-        new_mask = _select(r, valid, group, gate)[0][0]
+        r = _residuals(prob.sensors[None], dt[None], P[None], np.array([t0]), np.array([c]))[0]
+        return P, t0, c, r
+
+    P, t0, c, r = fit(mask, P, t0)
+    for _ in range(5):
+        new_mask = _select(r[None], valid, group, gate)[0][0]
         if new_mask.sum() < prob.k + 1 or np.array_equal(new_mask, mask):
             break
         mask = new_mask
-    return mask, P, t0, c
+        P, t0, c, r = fit(mask, P, t0)
+    # Growth: a minimal subset's solution can put a good arrival just outside the
+    # gate; the refit including it decides.  Echoes far beyond the gate are not tried.
+    tried = 0
+    while tried < 4:
+        taken = np.zeros(int(group.max()) + 1, dtype=bool)
+        taken[group[mask]] = True
+        cand = np.flatnonzero(valid & ~mask & ~taken[group] & (np.abs(r) <= _GROW_GATES * gate))
+        if len(cand) == 0:
+            break
+        i = cand[np.argmin(np.abs(r[cand]))]
+        trial = mask.copy()
+        trial[i] = True
+        P2, t02, c2, r2 = fit(trial, P, t0)
+        tried += 1
+        if np.max(np.abs(r2[trial])) <= gate:
+            mask, P, t0, c, r = trial, P2, t02, c2, r2
+        else:
+            break
+    if mask.sum() < prob.k + 1 or np.max(np.abs(r[mask])) > gate:
+        return None
+    return mask, P, t0, c, float(np.sum(r[mask] ** 2))
 
 
 def _reason(valid, used, r, group, gate):
@@ -645,11 +688,11 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
         return _empty_fix(prob, "degenerate",
                           f"sensors are {what}: a source and its mirror image fit equally",
                           sigma_nan, valid)
-    best, rivals = _consensus(prob, valid, group, gate_s, estimate_speed)
-    if best is None:
+    results = _consensus(prob, valid, group, gate_s, estimate_speed)
+    if not results:
         return _empty_fix(prob, "degenerate", "no closed-form solution for any sensor subset",
                           sigma_nan, valid)
-    mask, P, t0, c_fit = best
+    mask, P, t0, c_fit, sse = results[0]
     n_used = int(mask.sum())
     status, message = "ok", ""
     if n_used == m:
@@ -658,24 +701,27 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
         message = (message + "; " if message else "") + f"{n_distinct - n_used} sensor(s) rejected"
     fix = _make_fix(prob, valid, group, gate_s, mask, P, t0, c_fit, timing_sigma_s,
                     estimate_speed, status, message)
-    alternatives = []
-    for r_mask, r_P, r_t0, r_c in rivals:
+    # Rivals: as many arrivals, all within the gate, somewhere else.
+    solutions = [(fix, sse)]
+    for r_mask, r_P, r_t0, r_c, r_sse in results[1:]:
         if r_mask.sum() < n_used:
-            continue
+            break
         rival = _make_fix(prob, valid, group, gate_s, r_mask, r_P, r_t0, r_c, timing_sigma_s,
                           estimate_speed, "ambiguous", "alternative solution")
-        if all(_distinct(rival, other) for other in [fix] + alternatives):
-            alternatives.append(rival)
-    if alternatives:
-        primary_first = sorted([fix] + alternatives,
-                               key=lambda f: float(np.linalg.norm(f.position_m[:2] - prob.offset_m[:2])))
-        fix = primary_first[0]
-        alternatives = primary_first[1:]
-        n = len(alternatives) + 1
-        fix = _replace(fix, status="ambiguous",
-                       message=f"{n} solutions fit the arrivals equally well; nearest the array first",
-                       alternatives=tuple(_replace(a, status="ambiguous", message="alternative solution")
-                                          for a in alternatives))
+        if (np.all(np.abs(rival.residuals_s[r_mask]) <= gate_s)
+                and all(_distinct(rival, other) for other, _ in solutions)):
+            solutions.append((rival, r_sse))
+    if len(solutions) > 1:
+        # Clearly better fits first (chi-square lower by > 1); among equal fits, nearest the array.
+        sigma2 = (gate_s / GATE_SIGMAS) ** 2
+        best_chi2 = min(x for _, x in solutions) / sigma2
+        solutions.sort(key=lambda fs: (fs[1] / sigma2 - best_chi2 > 1.0,
+                                       float(np.linalg.norm(fs[0].position_m - prob.offset_m))))
+        n = len(solutions)
+        fix = _replace(solutions[0][0], status="ambiguous",
+                       message=f"{n} solutions fit the arrivals; the best fit (or nearest the array) first",
+                       alternatives=tuple(_replace(f, status="ambiguous", message="alternative solution")
+                                          for f, _ in solutions[1:]))
     return fix
 
 
