@@ -281,6 +281,21 @@ def test_corrupt_data_is_refused_and_corrupt_header_wiped_at_boot():
     assert_only_zero_or_fill(dev.image, base, base + SLOT_BLOCKS * 512)
 
 
+def test_int16_array_blocks_as_the_capture_ring_delivers_them():
+    import array
+
+    dev = RamBlockDev(4 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    block = array.array("h", bytes(2 * 300))
+    for k in range(10):
+        block[:] = array.array("h", bytes(mic_samples(300 * k, 300)))
+        ring.write(block, 300 * k)           # the capture reuses one array
+    out = bytearray(2 * 3000)
+    ring.read(0, out)
+    assert out == mic_samples(0, 3000)
+
+
 def test_header_codec_round_trip_and_crc():
     buf = bytearray(512)
     h = audiobuf.Header(7, 2, 123456789012, 2048, 16000, T0_US, audiobuf.FLAG_UTC, 0xDEADBEEF)
@@ -326,6 +341,19 @@ assert ring2.mount(now_utc_us=1545180567000000 + 7 * 86400 * 1000000)["kept"] ==
 for off in range(0, len(dev.image), 512):
     blk = dev.image[off:off + 512]
     assert blk == bytes(512) or blk == b"\\xa5" * 512
+import array
+ring3 = AudioRing(RamBlockDev(3 * 9), 1000, None, seg_data_blocks=8, stage_blocks=2)
+ring3.mount()
+a = array.array("h", [0] * 100)
+for k in range(30):
+    for i in range(100):
+        a[i] = (100 * k + i) * 7 - 11000
+    ring3.write(a, 100 * k)
+got = bytearray(2 * 3000)
+ring3.read(0, got)
+for i in range(3000):
+    v = got[2 * i] | (got[2 * i + 1] << 8)
+    assert v - (65536 if v > 32767 else 0) == i * 7 - 11000, i
 print("ok", ring.health()["segments_written"])
 """
     out = micropython(script, paths=[str(HERE)])

@@ -50,6 +50,16 @@ except ImportError:  # CPython
 
 from shotline_fw.wire import crc32
 
+try:
+    import uctypes
+
+    def _int16_bytes(block):
+        """A byte view (no copy) of an int16 array."""
+        return memoryview(uctypes.bytearray_at(uctypes.addressof(block), 2 * len(block)))
+except ImportError:  # CPython
+    def _int16_bytes(block):
+        return memoryview(block).cast("B")
+
 BLOCK_BYTES = const(512)
 RETENTION_S = const(259200)           # 72 h
 FUTURE_SLACK_S = const(600)           # a stamp further than this ahead of "now" is implausible
@@ -379,19 +389,23 @@ class AudioRing:
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, block, first_sample_index):
-        """Append int16 LE sample bytes ``block`` whose first sample has index
-        ``first_sample_index`` (the app's audio_sink hook).  Never raises on card faults."""
+        """Append ``block`` (an int16 array, or its little-endian bytes as bytes/
+        bytearray) whose first sample has index ``first_sample_index`` (the app's
+        ``audio_sink`` hook).  Never raises on card faults."""
+        if isinstance(block, (bytes, bytearray)):
+            mv = memoryview(block)
+        else:
+            mv = _int16_bytes(block)
         if self.n_slots == 0:
-            self.counts["dropped_samples"] += len(block) // 2
+            self.counts["dropped_samples"] += len(mv) // 2
             return
         if self._next is not None and first_sample_index != self._next:
             self.counts["gaps"] += 1
             if first_sample_index > self._next:
                 self.counts["dropped_samples"] += first_sample_index - self._next
             self._close()
-        mv = memoryview(block)
         pos = 0
-        n = len(block)
+        n = len(mv)
         s = first_sample_index
         while pos < n:
             if self._cur is None:
