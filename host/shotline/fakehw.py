@@ -318,6 +318,7 @@ class FakeBoard:
         self.gps_position = (40.4406, -79.9959, 300.0)
         self.polls = 0
         self.polling = True      # False: the main loop is stuck, IRQs still run
+        self.loop_period_s = 0.02  # the main loop runs at least this often
         self._set_audio(audio)
         self.reset_cause = reset_cause
         self.boot()
@@ -363,6 +364,7 @@ class FakeBoard:
         self.hw = _Hardware(self)
         self.boot_t_s = self.clock.t_s
         self.app = App(self.hw)
+        self._push(self.clock.t_s + self.loop_period_s, self._tick, None)
         next_second = math.floor(self.utc0_s + self.clock.t_s) + 1
         self._push(next_second - self.utc0_s, self._gps_second, next_second)
 
@@ -414,6 +416,10 @@ class FakeBoard:
             self.i2s.handler(self.i2s)
         done = self._block_true_s(k + 1)
         self._push(done + self.rng.uniform(0, self.i2s_latency_s), self._i2s_block, k + 1)
+
+    def _tick(self, _):
+        """The main loop also spins when no IRQ happened."""
+        self._push(self.clock.t_s + self.loop_period_s, self._tick, None)
 
     def _gps_second(self, utc_s):
         if self.gps_fix and self.pps_enabled and self.pps_handler is not None:
