@@ -32,8 +32,10 @@ from shotline.timeutil import format_utc
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo-night.json"
 BURST_GAP_S = 2.0           # events at one place closer than this in time are one incident
-BURST_RADIUS_M = 60.0       # ... and closer than this (or 3x their ellipse) in space
+BURST_RADIUS_M = 200.0      # ... and closer than this in space (a burst's echoes can make
+                            # phantom fixes ~100 m off; a dispatcher wants one incident)
 MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within this time
+LOCATED_WITHIN_M = 25.0     # Tech Note 098's real-time criterion
 SENSOR_PATHS = {
     "detector": "each sensor's audio through the native C detector (the firmware's detector "
                 "code) in-process; trigger records as the collector stores them",
@@ -49,10 +51,9 @@ class Incident:
     def last_s(self):
         return max(e["t_emit_utc_s"] for e in self.events)
 
-    def position_llh(self):
-        w = np.array([1.0 / max(_major(e), 0.5) ** 2 for e in self.events])
-        p = np.array([e["position_llh"] for e in self.events])
-        return (w[:, None] * p).sum(axis=0) / w.sum()
+    def best(self):
+        """The event heard by the most sensors (then the smallest ellipse): the incident's fix."""
+        return min(self.events, key=lambda e: (-e["n_sensors"], _major(e)))
 
 
 def _major(event):
@@ -223,8 +224,7 @@ class Night:
         for inc in self.open:
             near = min(_horizontal_m(self.frame, event["position_llh"], e["position_llh"])
                        for e in inc.events)
-            if event["t_emit_utc_s"] - inc.last_s <= BURST_GAP_S and \
-                    near <= max(BURST_RADIUS_M, 3 * _major(event)):
+            if event["t_emit_utc_s"] - inc.last_s <= BURST_GAP_S and near <= BURST_RADIUS_M:
                 inc.events.append(event)
                 return
         self.open.append(Incident([event]))
@@ -241,7 +241,7 @@ class Night:
             return {}
         from shotline.classify import classify_event
 
-        best = min(inc.events, key=_major)
+        best = inc.best()
         triggers = []
         for sensor, seq in best["members"]:
             rec = self.records.get((sensor, seq))
@@ -268,17 +268,13 @@ class Night:
         from shotline.incidents import record_incident
 
         first = min(inc.events, key=lambda e: e["t_emit_utc_s"])
-        best = min(inc.events, key=_major)
-        lat, lon, alt = inc.position_llh()
+        best = inc.best()
+        lat, lon, alt = best["position_llh"]
         sensors = sorted({s["sensor"] for e in inc.events for s in e["sensors"]})
         matches = [self.truth.match(e) for e in inc.events]
-        sources = [m[1] for m in matches if m is not None]
-        truth_id = max(set(sources), key=sources.count) if sources else None
-        error_m = None
-        if truth_id is not None:
-            tpos = np.mean([self.truth.impulses[m[0]][2] for m in matches
-                            if m is not None and m[1] == truth_id], axis=0)
-            error_m = round(_horizontal_m(self.frame, (lat, lon), tpos), 2)
+        best_match = self.truth.match(best)
+        truth_id, error_m = (None, None) if best_match is None else \
+            (best_match[1], round(best_match[2], 2))
         record = {
             "uid": f"demo-{format_utc(first['t_emit_utc_s'], 3).replace(':', '').replace('.', '')}"
                    f"-{first['event_id']}",
@@ -321,14 +317,14 @@ class Night:
 
     # -- scoring ------------------------------------------------------------------------
     def summary(self):
-        gun_imps = self.truth.gunshot_impulses()
+        gun_imps = set(self.truth.gunshot_impulses())
         gun_sources = [s for s in self.truth.sources.values() if s["is_gunshot"]]
-        located_shots, shot_errors = set(), []
+        best_error = {}   # true gunshot impulse -> smallest error of an event matching it
         for _, _, matches in self.incidents:
             for m in matches:
-                if m is not None and m[0] in gun_imps and m[0] not in located_shots:
-                    located_shots.add(m[0])
-                    shot_errors.append(m[2])
+                if m is not None and m[0] in gun_imps:
+                    best_error[m[0]] = min(m[2], best_error.get(m[0], math.inf))
+        shot_errors = list(best_error.values())
         alerts = [i for i, _, _ in self.incidents if i["alert"]]
         true_alerts = [i for i in alerts if i["extra"]["truth_id"] is not None and
                        self.truth.sources[i["extra"]["truth_id"]]["is_gunshot"]]
@@ -338,7 +334,8 @@ class Night:
         return {
             "gunshot_sources": len(gun_sources),
             "gunshot_sources_alerted": len(detected_sources),
-            "shots": len(gun_imps), "shots_located": len(located_shots),
+            "shots": len(gun_imps), "shots_located": len(shot_errors),
+            "shots_within_25m": sum(e <= LOCATED_WITHIN_M for e in shot_errors),
             "shot_error_median_m": _round(_percentile(shot_errors, 50)),
             "shot_error_p90_m": _round(_percentile(shot_errors, 90)),
             "incident_error_median_m": _round(_percentile(incident_errors, 50)),

@@ -22,14 +22,16 @@ def _summary_text(s):
         "",
         "Summary",
         f"  gunfire sources alerted   {s['gunshot_sources_alerted']} of {s['gunshot_sources']}",
-        f"  shots located             {s['shots_located']} of {s['shots']}",
+        f"  shots located             {s['shots_located']} of {s['shots']} "
+        f"({s['shots_within_25m']} within 25 m)",
         f"  error per shot            median {m(s['shot_error_median_m'])}, "
         f"p90 {m(s['shot_error_p90_m'])}",
         f"  error per incident        median {m(s['incident_error_median_m'])}, "
         f"p90 {m(s['incident_error_p90_m'])}",
         f"  incidents / alerts        {s['incidents']} / {s['alerts']}",
-        f"  false alerts              {s['false_alerts']} "
-        f"{s['false_alerts_by_kind'] or ''}".rstrip(),
+        f"  false alerts              {s['false_alerts']}"
+        + (" (" + ", ".join(f"{k} {n}" for k, n in s["false_alerts_by_kind"].items()) + ")"
+           if s["false_alerts_by_kind"] else ""),
         f"  classifier                {s['classifier']}",
     ]
     if s.get("webhook_delivered") is not None:
