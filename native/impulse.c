@@ -218,7 +218,7 @@ int impulse_config_check(const impulse_config_t *c)
         || c->measure_n < c->post_n || c->measure_n > c->holdoff_n
         || c->zc_max_n < 1 || c->zc_max_n > c->lookback_n
         || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255
-        || c->mask_shift < 0 || c->mask_shift > 24) {
+        || c->mask_shift < 0 || c->mask_shift > 24 || c->peak_ratio_q4 <= 16) {
         return IMPULSE_EINVAL;
     }
     if (c->band_lp1_q14 < 1 || c->band_lp1_q14 > (1 << IMPULSE_COEF_SHIFT)
@@ -339,7 +339,8 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
             /* 3. trigger */
             ref = st->lta > st->mask ? st->lta : st->mask;
             above = st->sta > c->floor_q16 && st->sta > ref
-                    && ((int64_t)st->sta << 8) > (int64_t)ref * c->ratio_q8;
+                    && (((int64_t)st->sta << 8) > (int64_t)ref * c->ratio_q8
+                        || ((int64_t)env << 4) > (int64_t)ref * c->peak_ratio_q4);
             if (!above) {
                 st->armed = 1;
             } else if (st->armed && st->live_n >= c->warmup_n

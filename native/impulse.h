@@ -13,7 +13,8 @@
  * Pipeline per sample x (int16):
  *   1. high-pass: two cascaded one-pole sections (DC and rumble removal) -> y
  *   2. envelope |y| (Q16); STA and LTA exponential averages (shift time constants)
- *   3. trigger when STA > ratio * max(LTA, echo mask) and STA > floor, after
+ *   3. trigger when STA > ratio * max(LTA, echo mask) (or a single |y| >
+ *      peak_ratio * that reference) and STA > floor, after
  *      warm-up, armed, and outside the hold-off of the previous trigger.  The
  *      LTA learns only from non-constant input (digital silence freezes it)
  *      and is frozen while a trigger is measured; the echo mask is the last
@@ -44,7 +45,7 @@ extern "C" {
 #define IMPULSE_RING_MASK (IMPULSE_RING_N - 1)
 
 /* Number of int32 fields in impulse_config_t (for bindings that pack it). */
-#define IMPULSE_CONFIG_FIELDS 17
+#define IMPULSE_CONFIG_FIELDS 18
 
 /* Q formats used in the config and triggers. */
 #define IMPULSE_COEF_SHIFT 14 /* filter coefficients: Q14 */
@@ -76,6 +77,8 @@ typedef struct {
     int32_t decay_q8;      /* decay: from STA peak until STA < decay_q8/256 of peak */
     int32_t mask_shift;    /* echo mask: after a trigger the reference level is at least its
                               STA peak decaying with time constant 2^mask_shift samples */
+    int32_t peak_ratio_q4; /* also trigger when |y| * 16 > max(LTA, mask) * peak_ratio_q4
+                              (a short spike the STA would average away) */
 } impulse_config_t;
 
 /* ---- trigger (integers only; never audio) ------------------------------ */

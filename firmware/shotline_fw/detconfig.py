@@ -27,7 +27,7 @@ FIELDS = (
     "hp_pole_q14", "sta_shift", "lta_shift", "ratio_q8", "floor_q16",
     "holdoff_n", "warmup_n", "lookback_n", "post_n", "measure_n", "zc_max_n",
     "band_lp1_q14", "band_lp2_q14", "band_lp3_q14", "width_q8", "decay_q8",
-    "mask_shift",
+    "mask_shift", "peak_ratio_q4",
 )
 
 DEFAULTS = {
@@ -35,6 +35,7 @@ DEFAULTS = {
     "sta_s": 0.001,              # short-term average time constant
     "lta_s": 0.5,                # long-term (background) average time constant
     "ratio_db": 10.0,            # STA/LTA trigger ratio, 20 log10 of the amplitude ratio
+    "peak_ratio_db": 20.0,       # or one |y| this far above the background mean |y|
     "floor_dbfs": -70.0,         # absolute floor on STA (mean |y|, re 32768)
     "holdoff_s": 0.050,          # no re-trigger within this after a trigger (echoes)
     "warmup_s": 0.25,            # no trigger until this much live (non-constant) input
@@ -114,8 +115,8 @@ def config(sample_rate_hz, **overrides):
     measure_n = _samples(float(p["measure_s"]), rate)
     if holdoff_n < post_n + 1:
         raise ValueError("holdoff_s must exceed post_s")
-    if not post_n <= measure_n <= 1 << 20:
-        raise ValueError("measure_s must be at least post_s (and under 2^20 samples)")
+    if not post_n <= measure_n <= holdoff_n:
+        raise ValueError("measure_s must be from post_s to holdoff_s")
     ratio = 10 ** (float(p["ratio_db"]) / 20)
     floor_amp = FULL_SCALE * 10 ** (float(p["floor_dbfs"]) / 20)
     return (
@@ -136,6 +137,7 @@ def config(sample_rate_hz, **overrides):
         _q(10 ** (float(p["width_db"]) / 20), 256, 1, 255, "width_db"),
         _q(10 ** (float(p["decay_db"]) / 20), 256, 1, 255, "decay_db"),
         _shift(float(p["echo_mask_s"]), rate),
+        _q(10 ** (float(p["peak_ratio_db"]) / 20), 16, 17, (1 << 31) - 1, "peak_ratio_db"),
     )
 
 

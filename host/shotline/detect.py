@@ -143,10 +143,10 @@ def read_audio(path, block_s=1.0):
     import soundfile as sf
 
     path = Path(path)
+    if not path.is_file():
+        raise AudioFileError("%s: no such file" % path)
     try:
         info = sf.info(str(path))
-    except FileNotFoundError:
-        raise AudioFileError("%s: no such file" % path) from None
     except (RuntimeError, sf.SoundFileError) as exc:
         raise AudioFileError("%s: not a readable audio file (%s)" % (path, exc)) from None
     rate = info.samplerate

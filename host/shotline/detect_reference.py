@@ -76,7 +76,8 @@ def detect(samples, sample_rate_hz, **params):
             if lta_k < c["lta_shift"] and live_n >= 1 << (lta_k + 1):
                 lta_k += 1
         ref = max(lta, mask)
-        above = sta[n] > c["floor_q16"] and sta[n] > ref and sta[n] > ref * ratio
+        above = sta[n] > c["floor_q16"] and sta[n] > ref and (
+            sta[n] > ref * ratio or env[n] > ref * c["peak_ratio_q4"] / 16)
         if not above:
             armed = True
             n += 1
