@@ -36,7 +36,7 @@ def draw_map(path, *, sensors, incidents=(), truth=(), title=None):
         e, n, _ = frame.to_enu([lat, lon, 0.0])
         return float(e), float(n)
 
-    fig, ax = plt.subplots(figsize=(9, 9), dpi=100)
+    fig, ax = plt.subplots(figsize=(11, 9), dpi=100)
     xy = [en(lat, lon) for _, lat, lon in sensors]
     ax.scatter([p[0] for p in xy], [p[1] for p in xy], marker="^", s=70, c="#1f77b4",
                label="sensor", zorder=3)
@@ -81,7 +81,7 @@ def draw_map(path, *, sensors, incidents=(), truth=(), title=None):
     ax.set_xlabel("east (m)")
     ax.set_ylabel("north (m)")
     ax.set_title(title or "Shotline")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.text(0.01, 0.01, f"origin {frame.lat0_deg:.5f}, {frame.lon0_deg:.5f} (WGS84); "
              "ellipses: 95 %", fontsize=7)
     fig.tight_layout()
