@@ -241,10 +241,12 @@ def _prepare(sensors_m, arrival_times_s, mode, source_up_m, c):
 # Closed-form solutions (vectorised)
 
 
-def _minimal_candidates(S, dt, k, c):
-    """Closed-form solutions of minimal systems.
+def minimal_solutions(S, dt, k, c):
+    """Closed-form solutions of C minimal systems at once (vectorised).
 
-    S: (C, k+1, 3) sensors (solver frame), dt: (C, k+1) relative arrivals (s).
+    S: (C, k+1, 3) sensor positions (m) in a frame where the source plane is
+    z = 0 for k = 2 (centre them for conditioning); dt: (C, k+1) arrival
+    times (s, any common reference); k: 2 (2d/2.5d) or 3 (3d); c: m/s.
     Returns positions (C, 2, 3), emission times (C, 2) and validity (C, 2):
     the two roots of the quadratic in ``w``, valid where real and causal.
     """
@@ -283,6 +285,9 @@ def _minimal_candidates(S, dt, k, c):
     causal = np.all(ranges > -1e-6 * (1.0 + dist), axis=2)
     valid = good[:, None] & real[:, None] & causal & np.all(np.isfinite(P), axis=2) & np.isfinite(bb)
     return P, bb / c, valid
+
+
+_minimal_candidates = minimal_solutions  # earlier name, kept for callers
 
 
 def _linear_start(S, dt, w, k, c):
@@ -431,23 +436,43 @@ def cramer_rao_bound(sensors_m, source_m, timing_sigma_s, *, speed_of_sound_m_s=
 # The robust single-event locator
 
 
-def _groups(sensors):
-    """Index of the distinct sensor position of each row (duplicates share one)."""
+def _groups(sensors, sensor_ids=None):
+    """Index of the sensor of each row: by ``sensor_ids`` when given, else by
+    position (rows at the same position to the millimetre are one sensor)."""
+    if sensor_ids is not None:
+        ids = list(sensor_ids)
+        if len(ids) != len(sensors):
+            raise ValueError(f"sensor_ids must have {len(sensors)} entries, got {len(ids)}")
+        index = {}
+        return np.array([index.setdefault(i, len(index)) for i in ids], dtype=int)
     _, inverse = np.unique(np.round(sensors, 3), axis=0, return_inverse=True)
     return inverse.ravel()
 
 
 def _subsets(valid_idx, group, m):
-    """Minimal subsets of distinct sensors: all of them, or a deterministic sample."""
-    n = len(valid_idx)
-    total = math.comb(n, m)
+    """Minimal subsets of arrivals at distinct sensors: all of them when there
+    are at most MAX_SUBSETS, else a deterministic random sample (m distinct
+    sensors, then one arrival at each)."""
+    total = math.comb(len(valid_idx), m)
     if total <= MAX_SUBSETS:
         subs = np.array(list(itertools.combinations(valid_idx, m)), dtype=int).reshape(-1, m)
-    else:
-        rng = np.random.default_rng(_RNG_SEED)
-        subs = np.array([rng.choice(valid_idx, m, replace=False) for _ in range(MAX_SUBSETS)])
-    distinct = np.array([len(set(group[s])) == m for s in subs], dtype=bool) if len(subs) else subs
-    return subs[distinct] if len(subs) else subs
+        if len(subs) == 0:
+            return subs
+        g = group[subs]
+        distinct = np.all(np.sort(g, axis=1)[:, 1:] != np.sort(g, axis=1)[:, :-1], axis=1)
+        return subs[distinct]
+    rng = np.random.default_rng(_RNG_SEED)
+    by_group = {}
+    for i in valid_idx:
+        by_group.setdefault(int(group[i]), []).append(int(i))
+    rows = list(by_group.values())
+    if len(rows) < m:
+        return np.zeros((0, m), dtype=int)
+    picks = np.argsort(rng.random((MAX_SUBSETS, len(rows))), axis=1)[:, :m]
+    choice = rng.random((MAX_SUBSETS, m))
+    subs = np.array([[rows[g][int(u * len(rows[g]))] for g, u in zip(gs, us)]
+                     for gs, us in zip(picks, choice)], dtype=int)
+    return np.unique(subs, axis=0)
 
 
 def _select(r, valid, group, gate):
@@ -509,7 +534,7 @@ def _consensus(prob, valid, group, gate, estimate_c):
                 return results  # every arrival consistent, with two or more to spare
     subs = _subsets(valid_idx, group, m)
     if len(subs):
-        P, t0, ok = _minimal_candidates(prob.sensors[subs], dt[subs], k, prob.c_m_s)
+        P, t0, ok = minimal_solutions(prob.sensors[subs], dt[subs], k, prob.c_m_s)
         P, t0 = P[ok], t0[ok]
     else:
         P = t0 = np.zeros((0,))
@@ -635,7 +660,7 @@ def _geometry_rank(points, k):
 
 def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
            relative_humidity_pct=None, speed_of_sound_m_s=None, timing_sigma_s=None,
-           mode=None, source_up_m=None, estimate_speed=False, gate_s=None):
+           mode=None, source_up_m=None, estimate_speed=False, gate_s=None, sensor_ids=None):
     """Locate one impulse from its arrival times; robust to late (echo) arrivals.
 
     Parameters
@@ -643,7 +668,7 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
     sensors_m : (N, 2) or (N, 3) array
         Sensor positions, local east/north[/up] metres.  Rows may repeat a
         sensor (several candidate pulses at one sensor); at most one arrival
-        per sensor position is used.
+        per sensor is used (see ``sensor_ids``).
     arrival_times_s : (N,) array
         Arrival time at each sensor (s), absolute (POSIX) or relative; NaN
         marks a missing arrival.
@@ -662,6 +687,10 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
     gate_s : float or None
         Largest residual accepted as consistent; None: 4 sigma if
         ``timing_sigma_s`` is given, else 2 ms.
+    sensor_ids : sequence or None
+        Which sensor each row is (any hashable); rows of one sensor are
+        alternatives for one arrival.  None: rows at the same position are one
+        sensor.
 
     Returns
     -------
@@ -674,7 +703,7 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
     if gate_s is None:
         gate_s = GATE_SIGMAS * timing_sigma_s if timing_sigma_s is not None else DEFAULT_GATE_S
     valid = np.isfinite(prob.dt_s)
-    group = _groups(prob.sensors)
+    group = _groups(prob.sensors, sensor_ids)
     k, m = prob.k, prob.k + 1
     sigma_nan = math.nan if timing_sigma_s is None else float(timing_sigma_s)
     n_distinct = len(set(group[valid]))
