@@ -278,7 +278,7 @@ def _cached(cache_dir, name, params, compute):
     return examples
 
 
-def gather_examples(data=None, sim_scenes=240, seed=0, real=True, cache_dir=None,
+def gather_examples(data=None, sim_scenes=150, seed=0, real=True, cache_dir=None,
                     firing_positions=None, progress=None):
     """Real and simulated examples (``classify_data``), cached per source in ``cache_dir``.
 
@@ -328,6 +328,9 @@ def _subset_scores(examples, probs, keep, threshold):
     return scores(probs[idx], y, threshold)
 
 
+SWEEP_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+
+
 def evaluation_report(examples, threshold=0.5):
     """Leak-proof figures: real only, and real + simulated, each scored per subset.
 
@@ -365,6 +368,10 @@ def evaluation_report(examples, threshold=0.5):
                 threshold),
             "reliability_gunshot_located": reliability_curve(p[located, gun], y == gun)
             if located else [],
+            "threshold_sweep_located": [
+                {"threshold": t, **{k: v for k, v in scores(p[located], y, t).items()
+                                    if k in ("precision", "recall", "false_alerts_per_100")}}
+                for t in SWEEP_THRESHOLDS] if located else [],
         }
     return report
 
@@ -397,10 +404,15 @@ def format_summary(summary):
             if part in ev:
                 lines.append(f" {part}: trained on {ev[part]['trained_on']}")
                 for k, s in ev[part].items():
-                    if k not in ("trained_on", "reliability_gunshot_located"):
+                    if k not in ("trained_on", "reliability_gunshot_located",
+                                 "threshold_sweep_located"):
                         lines.append(format_scores(k, s))
         rel = ev.get("real_plus_sim", {}).get("reliability_gunshot_located")
         if rel:
             lines.append("  reliability of p(gunshot), located events (predicted -> observed, n): "
                          + "; ".join(f"{m:.2f}->{o:.2f} ({n})" for _, m, o, n in rel))
+        for row in ev["real_plus_sim"].get("threshold_sweep_located", []):
+            lines.append(f"  alert at p(gunshot) >= {row['threshold']:.1f}: precision "
+                         f"{_fmt(row['precision'], 1)}  recall {_fmt(row['recall'], 1)}  "
+                         f"false alerts/100 events {row['false_alerts_per_100']:.1f}")
     return "\n".join(lines)

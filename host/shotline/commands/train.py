@@ -11,7 +11,7 @@ def add_arguments(parser):
                         help="where to write the fitted model (JSON; default %(default)s)")
     parser.add_argument("--data", default=None,
                         help="folder of real recordings (default $SHOTLINE_DATA or ../shared/data)")
-    parser.add_argument("--sim-scenes", type=int, default=240, metavar="N",
+    parser.add_argument("--sim-scenes", type=int, default=150, metavar="N",
                         help="simulated scenes to add (0 = real data only; default %(default)s)")
     parser.add_argument("--no-real", action="store_true", help="simulated data only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated scenes")
