@@ -52,6 +52,11 @@ class Hardware:
         self.unique_id = machine.unique_id()
         self.reset_cause = _RESET_CAUSES.get(machine.reset_cause(), "soft")
         self._adc = machine.ADC(4)
+        try:
+            import impulse  # the native module built from native/natmod
+            self.convert_i2s = impulse.convert
+        except ImportError:
+            pass  # make_detector will fail and say so: safe mode
 
     def open_i2s(self, sample_rate_hz, block_samples):
         return machine.I2S(pins.I2S_ID, sck=machine.Pin(pins.I2S_SCK), ws=machine.Pin(pins.I2S_WS),

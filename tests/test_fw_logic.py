@@ -219,7 +219,7 @@ def test_capture_conversion_matches_numpy_twin(shift):
     a, b = array.array("h", bytes(128)), array.array("h", bytes(128))
     cap = Capture(_I2S(), 64, 2, shift, lambda: 0)
     cap._convert(raw, a)
-    numpy_convert(shift)(raw, b)
+    numpy_convert(raw, b, shift)
     assert list(a) == list(b)
     if shift == 16:
         assert list(a) == x.tolist()

@@ -11,7 +11,8 @@ Valid MicroPython and CPython.  All hardware arrives in ``hw`` (built by
 - ``unique_id`` (bytes), ``root`` (storage folder, "" for the flash root),
   ``clock`` (``ticks_us``, ``ticks_ms``, ``ticks_diff``, ``ticks_add``),
 - ``mem_free()``, ``temp_c()``, ``reset()``, ``reset_cause`` (str),
-- ``make_detector(config_tuple)`` -> detector engine (see ``detector.py``).
+- ``make_detector(config_tuple)`` -> detector engine (see ``detector.py``),
+- optionally ``convert_i2s(raw, dst, shift)``: a fast I2S word -> int16 converter.
 
 ``App(hw)`` loads and validates ``config.json``; an invalid one puts the app
 in safe mode (no capture; HELLO, HEARTBEAT and LOG carry the exact error; the
@@ -169,7 +170,8 @@ class App:
         self.uart = self.hw.open_uart(cfg["gps_baud"])
         i2s = self.hw.open_i2s(self.rate_hz, cfg["block_samples"])
         self.capture = Capture(i2s, cfg["block_samples"], cfg["ring_blocks"],
-                               cfg["i2s_shift"], self.clock.ticks_us)
+                               cfg["i2s_shift"], self.clock.ticks_us,
+                               getattr(self.hw, "convert_i2s", None))
         self.hw.attach_pps(self.capture.pps_irq)
         self.capture.start()
 

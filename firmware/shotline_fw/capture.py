@@ -32,11 +32,15 @@ class Capture:
     """I2S and PPS capture into preallocated buffers.
 
     ``i2s``: object with ``irq(handler)`` and ``readinto(buf)`` (``machine.I2S``
-    in non-blocking mode); ``ticks_us``: the clock function.
+    in non-blocking mode); ``ticks_us``: the clock function; ``convert``: an
+    optional faster ``convert(raw, dst, shift)`` with the same result as
+    ``_convert`` (the natmod's ``impulse.convert`` on the board).
     """
 
-    def __init__(self, i2s, block_samples, ring_blocks, shift, ticks_us):
+    def __init__(self, i2s, block_samples, ring_blocks, shift, ticks_us, convert=None):
         self._i2s = i2s
+        self._native = convert
+        self._full_shift = shift
         self._ticks_us = ticks_us
         self.block_samples = block_samples
         self._nring = ring_blocks
@@ -69,7 +73,10 @@ class Capture:
             self.overruns += 1
         else:
             slot = h % self._nring
-            self._convert(self._raw, self._ring[slot])
+            if self._native is not None:
+                self._native(self._raw, self._ring[slot], self._full_shift)
+            else:
+                self._convert(self._raw, self._ring[slot])
             self._stamp[slot] = t
             self._number[slot] = self._blocks
             self._head = (h + 1) & _WRAP

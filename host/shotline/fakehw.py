@@ -211,12 +211,10 @@ class CffiDetector:
         return int(self._lib.impulse_dropped(self._state))
 
 
-def numpy_convert(shift):
-    """A numpy twin of ``Capture._convert`` (same result, fast on the host)."""
-    def convert(raw, dst):
-        w = np.frombuffer(raw, dtype="<i4")
-        np.frombuffer(dst, dtype=np.int16)[:] = np.clip(w >> shift, -32768, 32767)
-    return convert
+def numpy_convert(raw, dst, shift):
+    """A numpy twin of ``Capture._convert`` and the natmod's ``impulse.convert``."""
+    w = np.frombuffer(raw, dtype="<i4")
+    np.frombuffer(dst, dtype=np.int16)[:] = np.clip(w >> shift, -32768, 32767)
 
 
 def write_config(root, **settings):
@@ -260,6 +258,8 @@ class _Hardware:
         self.wdt = board.wdt
         self.unique_id = board.unique_id
         self.reset_cause = board.reset_cause
+        if board.fast_convert:
+            self.convert_i2s = numpy_convert
 
     def open_i2s(self, sample_rate_hz, block_samples):
         return self._board._open_i2s(sample_rate_hz, block_samples)
@@ -386,9 +386,6 @@ class FakeBoard:
         self._block_k = 0
         self._sample0 = self.clock.mcu_s()      # crystal time of sample 0
         self._push(self._block_true_s(1), self._i2s_block, 1)
-        if self.fast_convert:
-            # The capture is created right after this returns; patch its converter then.
-            self._patch_convert = True
         return self.i2s
 
     def _block_true_s(self, k):
@@ -410,9 +407,6 @@ class FakeBoard:
         words = (samples << 16) | low
         if self.i2s.buf is not None and self.i2s.handler is not None:
             self.i2s.buf[:] = words.astype("<i4").tobytes()
-            if getattr(self, "_patch_convert", False) and self.app.capture is not None:
-                self.app.capture._convert = numpy_convert(self.app.capture._shift + 8)
-                self._patch_convert = False
             self.i2s.handler(self.i2s)
         done = self._block_true_s(k + 1)
         self._push(done + self.rng.uniform(0, self.i2s_latency_s), self._i2s_block, k + 1)
