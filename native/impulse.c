@@ -211,14 +211,14 @@ int impulse_config_check(const impulse_config_t *c)
     }
     if (c->hp_pole_q14 < 0 || c->hp_pole_q14 >= (1 << IMPULSE_COEF_SHIFT)
         || c->sta_shift < 0 || c->sta_shift >= c->lta_shift || c->lta_shift > 24
-        || c->ratio_q8 <= 256 || c->ratio_q8 > 65535 || c->floor_q16 < 0
+        || c->ratio_q8 <= 256 || c->ratio_q8 > 4095 || c->floor_q16 < 0
         || c->holdoff_n < 1 || c->warmup_n < 0
         || c->lookback_n < 1 || c->post_n < 1
         || c->lookback_n + c->post_n > IMPULSE_RING_N - 1
         || c->measure_n < c->post_n || c->measure_n > c->holdoff_n
         || c->zc_max_n < 1 || c->zc_max_n > c->lookback_n
         || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255
-        || c->mask_shift < 0 || c->mask_shift > 24 || c->peak_ratio_q4 <= 16) {
+        || c->mask_shift < 0 || c->mask_shift > 24 || c->peak_ratio_q4 <= 16 || c->peak_ratio_q4 > 4095) {
         return IMPULSE_EINVAL;
     }
     if (c->band_lp1_q14 < 1 || c->band_lp1_q14 > (1 << IMPULSE_COEF_SHIFT)
@@ -322,7 +322,9 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
         env = ay << IMPULSE_ENV_SHIFT;
         st->sta += (env - st->sta) >> c->sta_shift;
 
-        st->mask -= st->mask >> c->mask_shift;
+        if (st->mask != 0) {
+            st->mask -= st->mask >> c->mask_shift;
+        }
         if (st->phase == PHASE_IDLE) {
             int above;
             int32_t ref;
@@ -338,9 +340,10 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
             }
             /* 3. trigger */
             ref = st->lta > st->mask ? st->lta : st->mask;
+            /* 32-bit compares (ratio_q8, peak_ratio_q4 < 4096): Q12 and Q8 */
             above = st->sta > c->floor_q16 && st->sta > ref
-                    && (((int64_t)st->sta << 8) > (int64_t)ref * c->ratio_q8
-                        || ((int64_t)env << 4) > (int64_t)ref * c->peak_ratio_q4);
+                    && ((uint32_t)(st->sta >> 4) > (uint32_t)(ref >> 12) * (uint32_t)c->ratio_q8
+                        || (uint32_t)(env >> 8) > (uint32_t)(ref >> 12) * (uint32_t)c->peak_ratio_q4);
             if (!above) {
                 st->armed = 1;
             } else if (st->armed && st->live_n >= c->warmup_n

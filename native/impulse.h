@@ -61,7 +61,7 @@ typedef struct {
     int32_t hp_pole_q14;   /* one-pole high-pass pole exp(-2 pi fc / fs), Q14; applied twice */
     int32_t sta_shift;     /* STA time constant = 2^sta_shift samples */
     int32_t lta_shift;     /* LTA time constant = 2^lta_shift samples */
-    int32_t ratio_q8;      /* trigger when STA * 256 > LTA * ratio_q8 */
+    int32_t ratio_q8;      /* trigger when STA * 256 > LTA * ratio_q8 (257..4095) */
     int32_t floor_q16;     /* and STA > floor_q16 (mean |y| in Q16) */
     int32_t holdoff_n;     /* no new trigger for holdoff_n samples after a trigger */
     int32_t warmup_n;      /* no trigger before warmup_n non-constant input samples */
@@ -77,7 +77,7 @@ typedef struct {
     int32_t decay_q8;      /* decay: from STA peak until STA < decay_q8/256 of peak */
     int32_t mask_shift;    /* echo mask: after a trigger the reference level is at least its
                               STA peak decaying with time constant 2^mask_shift samples */
-    int32_t peak_ratio_q4; /* also trigger when |y| * 16 > max(LTA, mask) * peak_ratio_q4
+    int32_t peak_ratio_q4; /* also trigger when |y| * 16 > max(LTA, mask) * peak_ratio_q4 (17..4095)
                               (a short spike the STA would average away) */
 } impulse_config_t;
 

@@ -123,7 +123,7 @@ def config(sample_rate_hz, **overrides):
         _q(math.exp(-2 * math.pi * hp / rate), COEF_ONE, 0, COEF_ONE - 1, "highpass_hz"),
         sta_shift,
         lta_shift,
-        _q(ratio, 256, 257, 65535, "ratio_db"),
+        _q(ratio, 256, 257, 4095, "ratio_db"),
         _q(floor_amp, ENV_ONE, 0, (1 << 31) - 1, "floor_dbfs"),
         holdoff_n,
         max(0, _samples(float(p["warmup_s"]), rate)),
@@ -137,7 +137,7 @@ def config(sample_rate_hz, **overrides):
         _q(10 ** (float(p["width_db"]) / 20), 256, 1, 255, "width_db"),
         _q(10 ** (float(p["decay_db"]) / 20), 256, 1, 255, "decay_db"),
         _shift(float(p["echo_mask_s"]), rate),
-        _q(10 ** (float(p["peak_ratio_db"]) / 20), 16, 17, (1 << 31) - 1, "peak_ratio_db"),
+        _q(10 ** (float(p["peak_ratio_db"]) / 20), 16, 17, 4095, "peak_ratio_db"),
     )
 
 
