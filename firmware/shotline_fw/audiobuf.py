@@ -63,6 +63,7 @@ except ImportError:  # CPython
 BLOCK_BYTES = const(512)
 RETENTION_S = const(259200)           # 72 h
 FUTURE_SLACK_S = const(600)           # a stamp further than this ahead of "now" is implausible
+_EXPIRE_PER_SEGMENT = const(32)       # headers examined for expiry at each new segment
 MAGIC = b"SLA1"
 _HEAD = "<4sIIQIIqII"
 _HEAD_N = const(44)
@@ -436,6 +437,7 @@ class AudioRing:
         pack_header(self._hbuf, h)
         self._write(self._slot_block(h.seq), self._hbuf)
         self.counts["segments_written"] += 1
+        self.expire(utc, _EXPIRE_PER_SEGMENT)
 
     def _commit(self):
         """Write the staged blocks, then the header that makes them valid."""

@@ -131,23 +131,24 @@ class Authorizer:
     ``counts``: refusals and acceptances by reason (for health messages).
     """
 
-    def __init__(self, keys, verify, counters=None):
+    def __init__(self, keys, verify, counters=None, allow_empty=False):
         self.verify = verify
         self.counters = counters if counters is not None else MemoryCounters()
         self._last = self.counters.load()
         self.counts = dict((r, 0) for r in REASONS)
         self._keys = {}
-        self.set_keys(keys)
+        self.set_keys(keys, allow_empty)
 
-    def set_keys(self, keys):
-        """Replace the authorised keys (KEYS command); counters of kept keys stay."""
+    def set_keys(self, keys, allow_empty=False):
+        """Replace the authorised keys (KEYS command); counters of kept keys stay.
+        ``allow_empty``: a board not provisioned yet (it then refuses every command)."""
         table = {}
         for k in keys:
             k = bytes(k)
             if len(k) != KEY_BYTES:
                 raise ValueError("a public key must be 32 bytes")
             table[key_id_of(k)] = k
-        if not table:
+        if not table and not allow_empty:
             raise ValueError("no public keys")
         self._keys = table
 

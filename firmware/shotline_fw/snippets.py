@@ -85,6 +85,8 @@ class SnippetService:
                 raise self._refuse("bad_request")
         if pre_ms > PRE_MS or post_ms > POST_MS or pre_ms + post_ms == 0:
             raise self._refuse("window")
+        if self.ring.n_slots == 0:
+            raise self._refuse("no_card")
         onset = self._onset_of(seq)
         if onset is None:
             raise self._refuse("unknown_trigger")

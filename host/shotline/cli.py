@@ -37,6 +37,8 @@ COMMANDS = (
     ("process", "process", "detect, associate and locate from synchronised recordings"),
     ("train", "train", "train the event classifier from real and simulated data"),
     ("classify", "classify", "classify located events (JSON lines)"),
+    ("keys", "keys", "generate and export signing keys"),
+    ("snippet", "snippet", "fetch audio snippets around an event's triggers (signed, audited)"),
 )
 
 

@@ -1,0 +1,167 @@
+"""Plug the privacy modules into the sensor app: ring buffer, snippets, signed commands.
+
+Valid MicroPython and CPython.  ``install(app, card, ...)`` sets, on a
+``shotline_fw.app.App``:
+
+- ``app.audio_sink``  -> a ``Privacy`` object: every captured block goes to
+  the ``AudioRing`` on ``card``; a snippet being sent advances by a few chunks
+  per captured block, so a transfer never stalls capture;
+- ``app.authorizer``  -> ``auth.Authorizer`` with the keys of ``keys.json``
+  (``{"ed25519": [hex, ...]}``, as ``shotline provision`` writes it), the
+  vendored Ed25519 verifier and counters persisted in ``auth_counters.json``;
+- ``app.handlers[SNIPPET]`` and ``app.handlers[KEYS]`` (both signed-only);
+- each trigger the app records is remembered (seq, onset sample) for snippets,
+  and heartbeats/status carry an ``audio`` health dict (card state, counters,
+  authorizer refusals by reason).  The app has no hooks for these two, so
+  ``install`` wraps its ``_record`` and ``health`` methods on the instance.
+
+Without a card the ring reports ``card: missing`` and snippets are refused
+(``no_card``); detection and trigger delivery do not depend on it.
+
+Card layout: the ring uses blocks ``[first_block, end)``; the default leaves
+the first 64 MiB (131072 blocks) to a FAT partition for files.
+"""
+import json
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from shotline_fw import auth, wire
+from shotline_fw.audiobuf import AudioRing
+from shotline_fw.snippets import SnippetRefused, SnippetService
+
+RING_FIRST_BLOCK = const(131072)      # 64 MiB reserved for a FAT partition
+CHUNKS_PER_BLOCK = const(2)           # snippet chunks sent per captured audio block
+KEYS_FILE = "keys.json"
+COUNTERS_FILE = "auth_counters.json"
+
+
+def _utc_us(app):
+    """``clock(sample_index) -> UTC us or None`` from the app's GPS time model."""
+    def clock(sample_index):
+        r = app.time.utc(sample_index << 8, app.now_q8())
+        if r[2] == wire.TIME_NONE:
+            return None
+        return r[0] * 1000000 + r[1]
+    return clock
+
+
+class Privacy:
+    """The app's audio sink and the SNIPPET/KEYS command handlers."""
+
+    def __init__(self, app, ring, service, authorizer, keys_path):
+        self.app = app
+        self.ring = ring
+        self.service = service
+        self.authorizer = authorizer
+        self.keys_path = keys_path
+        self._sending = None          # (command seq, info, chunk generator)
+
+    # -- audio sink --------------------------------------------------------
+    def write(self, block, first_sample_index):
+        self.ring.write(block, first_sample_index)
+        if self._sending is not None:
+            self._pump(CHUNKS_PER_BLOCK)
+
+    def _pump(self, n):
+        seq, info, chunks = self._sending
+        for _ in range(n):
+            try:
+                body = next(chunks)
+            except StopIteration:
+                self._sending = None
+                self.app.respond(seq, info)
+                return
+            except Exception as exc:  # noqa: BLE001 -- card failed mid-transfer
+                self._sending = None
+                self.app.respond(seq, {"ok": False, "status": "refused",
+                                       "error": "%s: %s" % (type(exc).__name__, exc)})
+                return
+            self.app.send(wire.SNIPPET_CHUNK, body, seq)
+
+    # -- commands ------------------------------------------------------------
+    def cmd_snippet(self, app, seq, body):
+        if self._sending is not None:
+            return {"ok": False, "status": "busy", "error": "a snippet is being sent"}
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        try:
+            info, chunks = self.service.snippet(request)
+        except SnippetRefused as exc:
+            return {"ok": False, "status": "refused", "error": exc.args[0]}
+        info["ok"] = True
+        info["status"] = "ok"
+        info["sensor_id"] = getattr(app, "sensor_id", None)
+        self._sending = (seq, info, chunks)
+        return None
+
+    def cmd_keys(self, app, seq, body):
+        try:
+            keys = auth.parse_keys(json.loads(body))
+        except ValueError as exc:
+            return {"ok": False, "status": "bad_request", "error": str(exc)}
+        auth.save_keys(self.keys_path, keys)
+        self.authorizer.set_keys(keys)
+        return {"key_ids": self.authorizer.key_ids}
+
+    def health(self):
+        d = self.ring.health()
+        d["snippets_served"] = self.service.counts["served"]
+        d["snippets_refused"] = self.service.counts["refused"]
+        d["auth"] = dict((k, v) for k, v in self.authorizer.counts.items() if v)
+        return d
+
+
+def install(app, card, root="", verify=None, first_block=RING_FIRST_BLOCK, n_blocks=None,
+            **ring_options):
+    """Wire the privacy modules into ``app`` (see the module docstring); returns ``Privacy``.
+
+    ``card``: raw SD block device or None; ``root``: folder of ``keys.json`` and
+    the counters; ``verify``: Ed25519 verifier (default: the vendored native one).
+    """
+    prefix = root + "/" if root else ""
+    try:
+        keys = auth.load_keys(prefix + KEYS_FILE)
+    except (OSError, ValueError):
+        keys = []
+    verify = verify if verify is not None else auth.default_verifier()
+    authorizer = auth.Authorizer(keys, verify, auth.CounterFile(prefix + COUNTERS_FILE),
+                                 allow_empty=True)
+    rate_hz = app.rate_hz if app.capture is not None else 16000
+    clock = _utc_us(app) if app.capture is not None else None
+    ring = AudioRing(card, rate_hz, clock, first_block=first_block, n_blocks=n_blocks,
+                     **ring_options)
+    if card is not None:
+        ring.mount(now_utc_us=None)
+    privacy = Privacy(app, ring, SnippetService(ring, rate_hz), authorizer, prefix + KEYS_FILE)
+    app.authorizer = authorizer
+    app.audio_sink = privacy
+    _hook(app, privacy)
+    app.handlers[wire.SNIPPET] = privacy.cmd_snippet
+    app.handlers[wire.KEYS] = privacy.cmd_keys
+    app.signed_only.add(wire.SNIPPET)
+    app.signed_only.add(wire.KEYS)
+    return privacy
+
+
+def _hook(app, privacy):
+    record = app._record
+    health = app.health
+
+    def record_and_note(feats):
+        seq = app.outbox.next_seq
+        record(feats)
+        privacy.service.note_trigger(seq, feats["onset_sample"])
+
+    def health_with_audio():
+        d = health()
+        d["audio"] = privacy.health()
+        return d
+
+    app._record = record_and_note
+    app.health = health_with_audio
