@@ -212,6 +212,15 @@ def burst_pattern(times_s):
     return n, median, cv
 
 
+# Durations are floored at about one sample at 12-16 kHz before taking logs:
+# a detector reports 0 s when the peak is the onset sample.
+MIN_DURATION_S = 5e-5
+
+
+def _log10_duration(x_s):
+    return math.log10(max(x_s, MIN_DURATION_S)) if math.isfinite(x_s) else math.nan
+
+
 def _log10(x):
     return math.log10(x) if x > 0 and math.isfinite(x) else math.nan
 
@@ -253,15 +262,15 @@ def event_features(reports, source_position_m=None, location_error_m=math.nan,
             r.band_high_db - r.band_low_db + extra_db * d for r, d in zip(located, dist))
         f["log10_location_error_m"] = _log10(max(_float(location_error_m), 1.0)) \
             if math.isfinite(_float(location_error_m)) else math.nan
-    f["log10_rise_time_s"] = _log10(_median(r.rise_time_s for r in reports))
-    f["log10_width_s"] = _log10(_median(r.width_s for r in reports))
-    f["log10_decay_s"] = _log10(_median(r.decay_s for r in reports))
+    f["log10_rise_time_s"] = _log10_duration(_median(r.rise_time_s for r in reports))
+    f["log10_width_s"] = _log10_duration(_median(r.width_s for r in reports))
+    f["log10_decay_s"] = _log10_duration(_median(r.decay_s for r in reports))
     f["spectral_tilt_db"] = _median(r.band_high_db - r.band_low_db for r in reports)
     f["mid_minus_low_db"] = _median(r.band_mid_db - r.band_low_db for r in reports)
     f["n_sensors"] = float(len(reports))
     n, interval, cv = burst_pattern(burst_times_s) if len(burst_times_s) else (1, math.nan, math.nan)
     f["log2_burst_n"] = math.log2(max(n, 1))
-    f["log10_burst_interval_s"] = _log10(interval)
+    f["log10_burst_interval_s"] = _log10_duration(interval)
     f["burst_interval_cv"] = cv
     return f
 
