@@ -221,7 +221,7 @@ def test_ring_never_holds_more_than_the_retention():
 
 
 def test_documented_card_size_for_72_hours_at_16_khz():
-    n_bytes = audiobuf.card_bytes_for(audiobuf.RETENTION_S, 16000, 500)
+    n_bytes = audiobuf.card_bytes_for(audiobuf.RETENTION_S, 16000, 512)
     assert 8.29e9 < n_bytes < 8.32e9       # 16 kHz x 16 bit x 72 h = 8.29 GB + headers
 
 

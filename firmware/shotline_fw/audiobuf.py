@@ -149,12 +149,12 @@ class AudioRing:
     ``dev``: block device; ``rate_hz``: nominal sample rate; ``clock``:
     ``clock(sample_index) -> UTC microseconds (int) or None`` while unknown;
     ``first_block``/``n_blocks``: the card region to use (default: all);
-    ``seg_data_blocks``: data blocks per segment (500 = 8.0 s at 16 kHz);
+    ``seg_data_blocks``: data blocks per segment (512 = 8.192 s at 16 kHz);
     ``stage_blocks``: data blocks buffered in RAM between commits.
     """
 
     def __init__(self, dev, rate_hz, clock, first_block=0, n_blocks=None,
-                 seg_data_blocks=500, stage_blocks=8, retention_s=RETENTION_S):
+                 seg_data_blocks=512, stage_blocks=8, retention_s=RETENTION_S):
         if seg_data_blocks % stage_blocks:
             raise ValueError("seg_data_blocks must be a multiple of stage_blocks")
         self.dev = dev

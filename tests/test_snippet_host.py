@@ -1,0 +1,230 @@
+"""Host side of snippets: keys, signed fetch from the real firmware app on fakehw,
+FLAC storage, audit log, and the `shotline keys` / `shotline snippet` commands."""
+import itertools
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiobuf_helpers import RamBlockDev
+from shotline import keys, snippet
+from shotline.cli import main
+from shotline.fakehw import FakeBoard, write_config
+from shotline.link import LinkTimeout
+from shotline.virtual import impulse_audio
+from shotline_fw import priv_install, wire
+
+RATE_HZ = 16000
+
+
+class BoardLink:
+    """The parts of ``shotline.link.Link`` that ``snippet.fetch`` uses, over a FakeBoard
+    (simulated time advances while waiting)."""
+
+    url = "fake://board"
+
+    def __init__(self, board):
+        self.board = board
+        self._seq = 100
+        self.backlog = []
+
+    def next_seq(self):
+        self._seq += 1
+        return self._seq
+
+    def write(self, data):
+        self.board.usb.host_write(data)
+
+    def wait_for(self, match, timeout_s):
+        waited = 0.0
+        while True:
+            self.backlog.extend(self.board.frames())
+            for i, f in enumerate(self.backlog):
+                if match(f):
+                    return self.backlog.pop(i)
+            if waited >= timeout_s:
+                raise LinkTimeout("no answer")
+            self.board.advance(0.05)
+            waited += 0.05
+
+
+@pytest.fixture
+def keydir(tmp_path):
+    d = tmp_path / "keys"
+    keys.generate(d)
+    return d
+
+
+@pytest.fixture
+def sensor(tmp_path, keydir):
+    """A fake board running the real app with the privacy modules installed, 14 s recorded."""
+    root = tmp_path / "flash"
+    write_config(root, sensor_id="S1", lat_deg=40.44, lon_deg=-79.99, alt_m=300.0)
+    (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
+    audio = np.concatenate(list(itertools.islice(impulse_audio(RATE_HZ, period_s=4.0,
+                                                               first_s=3.0), 20)))
+    board = FakeBoard(root, audio=audio)
+    card = RamBlockDev(40 * 65)
+    privacy = priv_install.install(board.app, card, root=str(root), first_block=0,
+                                   seg_data_blocks=64)
+    board.advance(14.0)
+    return board, privacy, audio, card
+
+
+def triggers(board):
+    return [f.json() for f in board.frames() if f.type == wire.TRIGGER]
+
+
+def test_keys_generate_export_and_permissions(tmp_path):
+    info = keys.generate(tmp_path / "k")
+    priv = tmp_path / "k" / keys.PRIVATE_NAME
+    assert stat.S_IMODE(priv.stat().st_mode) == 0o600
+    assert keys.export(tmp_path / "k") == {"key_id": info["public_key"][:16],
+                                           "public_key": info["public_key"]}
+    with pytest.raises(keys.KeyFileError, match="exists"):
+        keys.generate(tmp_path / "k")
+    os.chmod(priv, 0o644)
+    with pytest.raises(keys.KeyFileError, match="too open"):
+        keys.Signer.load(tmp_path / "k")
+    with pytest.raises(keys.KeyFileError):
+        keys.check_public_key(bytes(32))          # small order: refused for provisioning
+
+
+def test_counters_only_increase(keydir):
+    signer = keys.Signer.load(keydir)
+    values = [signer.next_counter() for _ in range(50)]
+    assert values == sorted(set(values))
+    again = keys.Signer.load(keydir)                  # another process, same directory
+    assert again.next_counter() > values[-1]
+
+
+def test_fetch_equals_the_microphone_audio_and_utc(sensor, keydir):
+    board, privacy, audio, _ = sensor
+    trig = triggers(board)
+    assert len(trig) >= 2
+    t = trig[0]
+    snip = snippet.fetch(BoardLink(board), keys.Signer.load(keydir), t["seq"], sensor_id="S1")
+    assert snip.first_sample_index == t["sample_index"] - 2 * RATE_HZ
+    assert len(snip.samples) == 6 * RATE_HZ
+    first = snip.first_sample_index
+    assert np.array_equal(snip.samples, audio[first:first + 6 * RATE_HZ])
+    assert abs(snip.start_utc_s - board.sample_utc_s(first)) < 1e-3
+    h = board.app.health()["audio"]
+    assert h["card"] == "ok" and h["snippets_served"] == 1 and h["auth"] == {"ok": 1}
+
+
+def test_unsigned_forged_and_replayed_requests_are_refused(sensor, keydir, tmp_path):
+    board, privacy, _, _ = sensor
+    seq = triggers(board)[0]["seq"]
+    board.command(wire.SNIPPET, {"trigger_seq": seq}, seq=7)           # not signed
+    board.advance(0.1)
+    answer = [f.json() for f in board.frames() if f.type == wire.RESPONSE and f.ref == 7]
+    assert answer[0]["status"] == "unauthorized"
+    keys.generate(tmp_path / "intruder")
+    with pytest.raises(snippet.SnippetRefused) as exc:
+        snippet.fetch(BoardLink(board), keys.Signer.load(tmp_path / "intruder"), seq)
+    assert exc.value.reason == "unknown_key"
+    signer = keys.Signer.load(keydir)
+    body = signer.sign(wire.SNIPPET, json.dumps({"trigger_seq": seq}).encode())
+    board.command(wire.SIGNED, body, seq=8)
+    board.advance(5.0)
+    assert [f for f in board.frames() if f.type == wire.RESPONSE and f.ref == 8][0].json()["ok"]
+    board.command(wire.SIGNED, body, seq=9)                             # captured and replayed
+    board.advance(0.5)
+    replay = [f.json() for f in board.frames() if f.type == wire.RESPONSE and f.ref == 9]
+    assert replay[0] == {"ok": False, "status": "unauthorized", "error": "replayed"}
+    assert board.app.health()["audio"]["auth"] == {"ok": 1, "unknown_key": 1, "replayed": 1}
+    # an authorised request for a trigger that does not exist
+    with pytest.raises(snippet.SnippetRefused, match="unknown_trigger"):
+        snippet.fetch(BoardLink(board), signer, seq + 1000)
+
+
+def test_corrupted_chunk_is_detected(sensor, keydir):
+    board, _, _, _ = sensor
+    seq = triggers(board)[0]["seq"]
+
+    class Tamper(BoardLink):
+        def wait_for(self, match, timeout_s):
+            f = super().wait_for(match, timeout_s)
+            if f.type == wire.SNIPPET_CHUNK and f.body[20] is not None:
+                body = bytearray(f.body)
+                body[40] ^= 1
+                f = wire.Frame(f.version, f.type, f.seq, f.ref, bytes(body))
+            return f
+
+    with pytest.raises(snippet.SnippetError, match="CRC"):
+        snippet.fetch(Tamper(board), keys.Signer.load(keydir), seq)
+
+
+def test_fetch_and_store_writes_flac_and_audits_every_request(sensor, keydir, tmp_path):
+    board, _, audio, _ = sensor
+    seq = triggers(board)[0]["seq"]
+    audit = snippet.AuditLog(tmp_path / "out" / "audit.jsonl")
+    signer = keys.Signer.load(keydir)
+    rec = snippet.fetch_and_store(BoardLink(board), signer, "S1", seq, out_dir=tmp_path / "out",
+                                  audit=audit, reason="incident 12 review", event_id=12)
+    assert rec["status"] == "ok" and rec["reason"] == "incident 12 review"
+    data, rate = sf.read(rec["path"], dtype="int16")
+    assert rate == RATE_HZ and len(data) == 6 * RATE_HZ
+    with sf.SoundFile(rec["path"]) as f:
+        meta = json.loads(f.comment)
+        assert f.date == rec["start_utc"]
+    first = meta["first_sample_index"]
+    assert np.array_equal(data, audio[first:first + len(data)])
+    refused = snippet.fetch_and_store(BoardLink(board), signer, "S1", seq + 99,
+                                      out_dir=tmp_path / "out", audit=audit, reason="x")
+    assert refused["status"] == "refused" and "unknown_trigger" in refused["error"]
+    rows = audit.records()
+    assert [r["status"] for r in rows] == ["ok", "refused"]
+    assert all(r["user"] and r["host"] and r["utc"].endswith("Z") for r in rows)
+    assert audit.verify() is None
+    lines = (tmp_path / "out" / "audit.jsonl").read_text().splitlines()
+    (tmp_path / "out" / "audit.jsonl").write_text(lines[1] + "\n")        # a deleted record
+    assert audit.verify() == 0
+
+
+def test_card_missing_snippets_refused_detection_continues(tmp_path, keydir):
+    root = tmp_path / "flash"
+    write_config(root, sensor_id="S2", lat_deg=40.44, lon_deg=-79.99, alt_m=300.0)
+    (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
+    board = FakeBoard(root, audio=impulse_audio(RATE_HZ, period_s=2.0, first_s=1.0))
+    priv_install.install(board.app, None, root=str(root))
+    board.advance(8.0)
+    trig = triggers(board)
+    assert len(trig) >= 3                                           # detection unaffected
+    assert board.app.health()["audio"]["card"] == "missing"
+    with pytest.raises(snippet.SnippetRefused, match="no_card"):
+        snippet.fetch(BoardLink(board), keys.Signer.load(keydir), trig[0]["seq"])
+
+
+def test_keys_command_replaces_keys_only_when_signed(sensor, keydir, tmp_path):
+    board, privacy, _, _ = sensor
+    new = keys.generate(tmp_path / "new")
+    body = json.dumps({"keys": [{"key_id": new["key_id"], "public_key": new["public_key"]}]})
+    board.command(wire.KEYS, json.loads(body), seq=3)
+    board.advance(0.1)
+    assert [f.json()["status"] for f in board.frames() if f.ref == 3] == ["unauthorized"]
+    board.command(wire.SIGNED, keys.Signer.load(keydir).sign(wire.KEYS, body.encode()), seq=4)
+    board.advance(0.1)
+    answer = [f.json() for f in board.frames() if f.ref == 4][0]
+    assert answer["ok"] and answer["key_ids"] == [new["key_id"]]
+    stored = json.loads((board.root / "keys.json").read_text())
+    assert stored == {"ed25519": [new["public_key"]]}
+
+
+def test_cli_keys_and_snippet_usage_errors(tmp_path, capsys):
+    assert main(["keys", "generate", "--out", str(tmp_path / "k"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert main(["keys", "export", "--keys", str(tmp_path / "k")]) == 0
+    assert capsys.readouterr().out.strip() == out["public_key"]
+    assert main(["keys", "export", "--keys", str(tmp_path / "k"), "--format", "board"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ed25519": [out["public_key"]]}
+    assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 2      # no overwrite
+    assert main(["snippet", "--seq", "3", "--reason", "r", "--keys", str(tmp_path / "nokeys"),
+                 "--store", str(tmp_path / "none.sqlite")]) == 2
+    assert main(["snippet", "--event", "1", "--reason", "r", "--keys", str(tmp_path / "k"),
+                 "--store", str(tmp_path / "none.sqlite")]) == 2
+    assert "needs the store" in capsys.readouterr().err
