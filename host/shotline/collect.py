@@ -190,6 +190,7 @@ class Collector:
                 body.setdefault("sensor_id", status.sensor_id)
                 record = wire.trigger_record(body)
                 int(record["seq"])
+                record["received_utc_s"] = time.time()
                 self._work.put(("trigger", status, record))
             elif frame.type == wire.HEARTBEAT:
                 body = frame.json()
@@ -271,7 +272,7 @@ class Collector:
             if inserted:
                 status.triggers_new += 1
                 self.stats["triggers_new"] += 1
-                rec = dict(rec, id=row_id, received_utc_s=received)
+                rec = dict(rec, id=row_id)
                 self._trigger_rows[(rec["sensor_id"], rec["seq"])] = row_id
                 if len(self._trigger_rows) > 200_000:
                     self._trigger_rows.popitem(last=False)

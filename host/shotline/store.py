@@ -233,7 +233,8 @@ class Store:
 
         ``trigger`` needs ``sensor_id``, ``seq`` and ``onset_utc_s``; the keys in
         ``_TRIGGER_COLUMNS`` get their own columns, any other key (the detector
-        features) is kept in the ``features`` JSON.  A trigger already stored
+        features) is kept in the ``features`` JSON.  A ``received_utc_s`` key
+        (when the host read it) overrides the ``received_utc_s`` argument.  A trigger already stored
         for ``(sensor_id, seq)`` is not stored again: ``inserted`` is False and
         ``row_id`` is the existing row.
         """
@@ -278,8 +279,9 @@ class Store:
             raise StoreError(f"malformed trigger {trigger!r}: {exc}") from None
         if onset is None:
             raise StoreError(f"trigger has no onset time: {trigger!r}")
-        features = {k: v for k, v in trigger.items()
-                    if k not in _TRIGGER_COLUMNS and k not in ("sensor_id", "seq", "onset_utc_s")}
+        received_utc_s = trigger.get("received_utc_s", received_utc_s)
+        features = {k: v for k, v in trigger.items() if k not in _TRIGGER_COLUMNS
+                    and k not in ("sensor_id", "seq", "onset_utc_s", "received_utc_s")}
         quality = trigger.get("time_quality")
         holdover = trigger.get("holdover")
         return (sensor_id, seq, onset,

@@ -203,6 +203,9 @@ class VirtualSensor:
             fakehw.write_config(self.root, sensor_id=name, lat_deg=lat, lon_deg=lon, alt_m=alt,
                                 **(config or {}))
         self.port = PtyPort(name, folder)
+        # Simulated time 0 is now: paced from this instant, so the simulated GPS's
+        # UTC (utc0_s + simulated seconds) keeps step with the host's clock.
+        self._wall0 = _t.monotonic()
         self.board = fakehw.FakeBoard(
             self.root, impulse_audio(seed=seed) if audio is None else audio, usb=self.port,
             utc0_s=_t.time() if utc0_s is None else utc0_s, crystal_ppm=crystal_ppm, seed=seed)
@@ -226,7 +229,7 @@ class VirtualSensor:
     def _run(self):
         import time as _t
 
-        wall0, sim0 = _t.monotonic(), self.board.clock.t_s
+        wall0, sim0 = self._wall0, 0.0
         try:
             while not self._stop.is_set():
                 with self._lock:
