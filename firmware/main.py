@@ -14,6 +14,7 @@ import machine
 import micropython
 from shotline_fw import pins
 from shotline_fw.app import App
+from shotline_fw.priv_install import install as install_privacy
 
 _RESET_CAUSES = {machine.PWRON_RESET: "power", machine.WDT_RESET: "wdt"}
 
@@ -100,6 +101,7 @@ def _mounted(path):
 def run():
     hw = Hardware()
     app = App(hw)
+    install_privacy(app, getattr(hw, "sd_card", None))  # ring (needs a raw card), snippets, signed commands
     wdt_ms = app.cfg["wdt_timeout_ms"] if app.cfg else 8000
     hw.wdt = machine.WDT(timeout=wdt_ms)
     gc.collect()

@@ -113,6 +113,16 @@ def test_a_counter_that_cannot_be_stored_refuses_the_command():
     assert authz.last_counter(auth.key_id_of(bytes(a.verify_key))) == -1
 
 
+def test_an_unreadable_counter_table_fails_closed(tmp_path):
+    a = signer(4)
+    path = tmp_path / "auth_counters.json"
+    path.write_text("{not json")
+    authz = auth.Authorizer([bytes(a.verify_key)], auth.default_verifier(),
+                            auth.CounterFile(str(path)))
+    assert authz.check(*envelope(a, wire.SNIPPET, {"trigger_seq": 1}, 1)) == \
+        (False, "counter_store_error")
+
+
 def test_key_documents(tmp_path):
     a, b = signer(5), signer(6)
     ka, kb = bytes(a.verify_key), bytes(b.verify_key)

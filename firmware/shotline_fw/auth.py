@@ -134,7 +134,12 @@ class Authorizer:
     def __init__(self, keys, verify, counters=None, allow_empty=False):
         self.verify = verify
         self.counters = counters if counters is not None else MemoryCounters()
-        self._last = self.counters.load()
+        try:
+            self._last = self.counters.load()
+            self._counters_ok = True
+        except (ValueError, TypeError, AttributeError):   # unreadable table: fail closed
+            self._last = {}
+            self._counters_ok = False
         self.counts = dict((r, 0) for r in REASONS)
         self._keys = {}
         self.set_keys(keys, allow_empty)
@@ -166,6 +171,8 @@ class Authorizer:
         """``(True, "ok")`` if the command may run, else ``(False, reason)``."""
         if self.verify is None:
             return self.refuse("no_verifier")
+        if not self._counters_ok:
+            return self.refuse("counter_store_error")
         if len(signature) != wire.SIGNATURE_N or not 0 <= counter <= _U64_MAX \
                 or len(key_id) != wire.KEY_ID_N or not command:
             return self.refuse("malformed")
