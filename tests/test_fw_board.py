@@ -270,3 +270,27 @@ def test_pittsburgh_recording_through_the_capture_path_matches_shotline_detect(p
         for t, e in zip(got, expected):
             assert t["snr_db"] == pytest.approx(e.snr_db, abs=1e-3)
             assert t["band_mid_db"] == pytest.approx(e.band_mid_db, abs=1e-3)
+
+
+def test_virtual_sensor_on_a_pty_speaks_to_pyserial(tmp_path):
+    import serial
+    from shotline.virtual import PtyPort
+
+    port = PtyPort("fw-test", folder=tmp_path / "ports").plug()
+    try:
+        b = board(tmp_path / "flash", impulses(16000, 4, [2.5]), usb=port)
+        host = serial.serial_for_url(port.path, timeout=0.2)   # opening flushes the boot HELLO
+        host.write(wire.encode_json(wire.HELLO, 8, {}) + wire.encode_json(wire.STATUS_GET, 9, {}))
+        b.advance(4)
+        dec = wire.StreamDecoder()
+        frames = []
+        for _ in range(20):
+            frames += dec.feed(host.read(65536))
+            if any(f.type == wire.RESPONSE for f in frames):
+                break
+        host.close()
+    finally:
+        port.unplug()
+    assert [(f.ref, f.json()["mode"]) for f in frames if f.type == wire.HELLO] == [(8, "run")]
+    assert [f.ref for f in frames if f.type == wire.RESPONSE] == [9]
+    assert 1 in triggers(frames)
