@@ -67,16 +67,17 @@ def m0(rate=16000):
                               "-serial", "none", "-semihosting", "-icount", "shift=0",
                               "-kernel", str(elf)], capture_output=True, text=True, timeout=120)
     fields = (res.stdout + res.stderr).split()
-    if len(fields) < 4:
+    if len(fields) < 6:
         print("cortex-m0: emulator gave no result: %r" % (res.stdout + res.stderr)[:200])
         return
-    n, ticks, base, n_trig = (int(v) for v in fields[:4])
-    per_sample = (ticks - base) * 62.5 / n  # 16 MHz timer, 1 ns per instruction
-    print("cortex-m0 (qemu microbit, -icount): %.0f instructions/sample over %d samples at %d Hz "
-          "with %d triggers (target <= 200 cycles/sample); at 133 MHz that is %.1f %% of one "
-          "RP2040 core if one instruction took one cycle" % (
-              per_sample, n, rate, n_trig, 100 * per_sample * rate / 133e6))
-
+    n, shots, quiet, base, n_trig, n_quiet = (int(v) for v in fields[:6])
+    insn = lambda ticks: (ticks - base) * 62.5 / n  # 16 MHz timer, 1 ns per instruction
+    print("cortex-m0 (qemu microbit, -icount shift=0), %d samples at %d Hz:" % (n, rate))
+    print("  noise only: %.0f instructions/sample (%d triggers)" % (insn(quiet), n_quiet))
+    print("  a shot every 256 ms: %.0f instructions/sample (%d triggers, onset pick and "
+          "features included)" % (insn(shots), n_trig))
+    print("  target <= 200 cycles/sample; %.1f %% of one 133 MHz RP2040 core at %.0f "
+          "instructions/sample" % (100 * insn(shots) * rate / 133e6, insn(shots)))
 
 if __name__ == "__main__":
     host()

@@ -15,6 +15,13 @@
 #define LOG2_Q 10 /* log2 results in Q10 */
 #define NEVER (-1)
 
+/* Keep the rare per-trigger work out of the per-sample loop's registers. */
+#if defined(__GNUC__)
+#define COLD __attribute__((noinline, cold))
+#else
+#define COLD
+#endif
+
 /* log2(1 + i/16) in Q16, i = 0..16, for linear interpolation (const: flash). */
 static const uint32_t LOG2_TABLE_Q16[17] = {
     0, 5732, 11136, 16248, 21098, 25711, 30109, 34312, 38336,
@@ -37,16 +44,14 @@ static int32_t ring_at(const impulse_state_t *st, int64_t i)
     return st->ring[(size_t)(i & IMPULSE_RING_MASK)];
 }
 
-/* log2(v) in Q10, v >= 1 (0 for v = 0). */
-static int32_t log2_q10(uint64_t v)
+/* log2(v) in Q10, v >= 1 (0 for v = 0); 32-bit only. */
+static int32_t log2_q10(uint32_t v)
 {
     int32_t e = 0;
-    uint64_t w = v;
-    uint32_t m, i, f, t;
+    uint32_t w = v, m, i, f, t;
     if (v == 0) {
         return 0;
     }
-    if (w >> 32) { w >>= 32; e += 32; }
     if (w >> 16) { w >>= 16; e += 16; }
     if (w >> 8) { w >>= 8; e += 8; }
     if (w >> 4) { w >>= 4; e += 4; }
@@ -54,9 +59,9 @@ static int32_t log2_q10(uint64_t v)
     if (w >> 1) { e += 1; }
     /* 20 fractional bits of the mantissa below the leading one */
     if (e >= 20) {
-        m = (uint32_t)(v >> (e - 20));
+        m = v >> (e - 20);
     } else {
-        m = (uint32_t)v << (20 - e);
+        m = v << (20 - e);
     }
     m -= (uint32_t)1 << 20;
     i = m >> 16;
@@ -80,21 +85,34 @@ static uint32_t udiv32(uint32_t num, uint32_t den)
     return q;
 }
 
-/* Band crossover low-passes (Q8 states); accumulate band energies if asked. */
+/* Band crossover low-passes (Q4 states, coefficients used as Q10 so every
+   product fits 32 bits); accumulate band energies (sums of squares of the
+   band signals in LSB^2) if asked. */
+static uint32_t square_u32(int32_t v) /* |v| <= 65535 */
+{
+    const uint32_t u = (uint32_t)(v < 0 ? -v : v);
+    return u * u;
+}
+
+static int32_t band_clamp(int32_t v)
+{
+    return v > 65535 ? 65535 : (v < -65535 ? -65535 : v);
+}
+
 static void band_step(impulse_state_t *st, int32_t y, int accumulate)
 {
-    const int32_t v = y * 256;
+    const int32_t v = y * 16;
     int32_t b0, b1, b2;
-    st->lp[0] += (int32_t)(((int64_t)(v - st->lp[0]) * st->cfg.band_lp1_q14) >> IMPULSE_COEF_SHIFT);
-    st->lp[1] += (int32_t)(((int64_t)(v - st->lp[1]) * st->cfg.band_lp2_q14) >> IMPULSE_COEF_SHIFT);
-    st->lp[2] += (int32_t)(((int64_t)(v - st->lp[2]) * st->cfg.band_lp3_q14) >> IMPULSE_COEF_SHIFT);
+    st->lp[0] += ((v - st->lp[0]) * (st->cfg.band_lp1_q14 >> 4)) >> 10;
+    st->lp[1] += ((v - st->lp[1]) * (st->cfg.band_lp2_q14 >> 4)) >> 10;
+    st->lp[2] += ((v - st->lp[2]) * (st->cfg.band_lp3_q14 >> 4)) >> 10;
     if (accumulate) {
-        b0 = st->lp[0] >> 4; /* Q4 */
-        b1 = (st->lp[1] - st->lp[0]) >> 4;
-        b2 = (st->lp[2] - st->lp[1]) >> 4;
-        st->cur.band_energy[0] += (uint64_t)((int64_t)b0 * b0);
-        st->cur.band_energy[1] += (uint64_t)((int64_t)b1 * b1);
-        st->cur.band_energy[2] += (uint64_t)((int64_t)b2 * b2);
+        b0 = band_clamp(st->lp[0] >> 4);
+        b1 = band_clamp((st->lp[1] - st->lp[0]) >> 4);
+        b2 = band_clamp((st->lp[2] - st->lp[1]) >> 4);
+        st->cur.band_energy[0] += square_u32(b0);
+        st->cur.band_energy[1] += square_u32(b1);
+        st->cur.band_energy[2] += square_u32(b2);
     }
 }
 
@@ -106,14 +124,15 @@ static void band_step(impulse_state_t *st, int32_t y, int accumulate)
  *    the line through it is extended to zero: onset = j-1 - y[j-1] / step,
  *    with a Q16 fraction (at most zc_max_n samples before j-1).
  */
-static void pick_onset(impulse_state_t *st, int64_t e)
+COLD static void pick_onset(impulse_state_t *st, int64_t e)
 {
     const impulse_config_t *c = &st->cfg;
     impulse_trigger_t *t = &st->cur;
     int64_t s0 = t->trigger_sample - c->lookback_n;
     int64_t i, k, kbest, lo, hi, mp, j, jbest, pos;
-    uint64_t total = 0, left = 0;
-    int32_t best = INT32_MAX, sgn, dbest, a, y, ay, peak;
+    uint64_t total = 0;
+    uint32_t total32, left = 0;
+    int32_t best = INT32_MAX, sgn, dbest, a, y, ay, peak, sh = 0;
     uint32_t q;
 
     if (s0 < st->idle_since) {
@@ -126,13 +145,21 @@ static void pick_onset(impulse_state_t *st, int64_t e)
         y = ring_at(st, i);
         total += (uint64_t)(y * y);
     }
+    /* scale the energies so every partial sum fits 32 bits */
+    while ((total >> sh) > 0x7FFFFFFFu) {
+        sh++;
+    }
+    total32 = (uint32_t)(total >> sh);
     kbest = t->trigger_sample;
     for (k = s0 + 1; k < e; k++) {
         int32_t nl = (int32_t)(k - s0), nr = (int32_t)(e - k), aic;
         y = ring_at(st, k - 1);
-        left += (uint64_t)(y * y);
-        aic = nl * (log2_q10(left + (uint64_t)nl) - log2_q10((uint64_t)nl))
-            + nr * (log2_q10(total - left + (uint64_t)nr) - log2_q10((uint64_t)nr));
+        left += (uint32_t)(y * y) >> sh;
+        if (left > total32) {
+            left = total32;
+        }
+        aic = nl * (log2_q10(left + (uint32_t)nl) - log2_q10((uint32_t)nl))
+            + nr * (log2_q10(total32 - left + (uint32_t)nr) - log2_q10((uint32_t)nr));
         if (aic < best) {
             best = aic;
             kbest = k;
@@ -255,7 +282,7 @@ int impulse_init(impulse_state_t *st, const impulse_config_t *cfg)
 
 uint32_t impulse_dropped(const impulse_state_t *st) { return st->dropped; }
 
-static void start_trigger(impulse_state_t *st, int64_t n)
+COLD static void start_trigger(impulse_state_t *st, int64_t n)
 {
     impulse_trigger_t *t = &st->cur;
     size_t i;
@@ -279,7 +306,7 @@ static void start_trigger(impulse_state_t *st, int64_t n)
 static int64_t not_before(int64_t v, int64_t lo) { return v < lo ? lo : v; }
 
 /* Complete the current trigger at sample n (the last sample of its window). */
-static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, size_t *count,
+COLD static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, size_t *count,
                    size_t max_out)
 {
     impulse_trigger_t *t = &st->cur;
@@ -296,111 +323,153 @@ static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, size_
     st->idle_since = n + 1;
 }
 
+/* One sample while a trigger is being picked or measured (rare: kept out of the fast path). */
+COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t ay, int64_t n,
+                       impulse_trigger_t *out, size_t *count, size_t max_out)
+{
+    const impulse_config_t *c = &st->cfg;
+    impulse_trigger_t *t = &st->cur;
+    if (st->sta > st->mask) {
+        st->mask = st->sta;
+    }
+    if (x >= Y_MAX || x <= -Y_MAX) {
+        t->clipped = 1;
+    }
+    if (st->sta > t->sta_peak_q16) {
+        t->sta_peak_q16 = st->sta;
+        st->sta_peak_sample = n;
+        st->width_end = NEVER;
+        st->decay_end = NEVER;
+    } else {
+        const int32_t unit = t->sta_peak_q16 >> 8;
+        if (st->width_end == NEVER && st->sta < unit * c->width_q8) {
+            st->width_end = n;
+        }
+        if (st->decay_end == NEVER && st->sta < unit * c->decay_q8) {
+            st->decay_end = n;
+        }
+    }
+    if (st->phase == PHASE_PICK) {
+        if (--st->countdown == 0) {
+            /* 4. onset pick; primes the band filters up to this sample */
+            pick_onset(st, n + 1);
+            st->event_ref = t->sta_peak_q16;
+            st->phase = PHASE_MEASURE;
+            st->countdown = c->measure_n - c->post_n;
+        }
+    } else {
+        if (ay > t->peak_abs) {
+            t->peak_abs = ay;
+            t->peak_sample = n;
+        }
+        band_step(st, y, 1);
+        st->countdown--;
+    }
+    /* 5. emit */
+    if (st->phase == PHASE_MEASURE && st->countdown == 0) {
+        finish(st, n, out, count, max_out);
+    } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
+               && ((int64_t)st->sta << 8) > (int64_t)st->event_ref * c->ratio_q8) {
+        /* a much stronger pulse inside the hold-off (the muzzle blast after a
+           weak precursor): close this trigger early and start a new one */
+        finish(st, n, out, count, max_out);
+        start_trigger(st, n);
+    }
+}
+
 size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_samples,
                        impulse_trigger_t *out, size_t max_out)
 {
     const impulse_config_t *c;
     size_t count = 0, s;
+    int32_t pole, sta_shift, mask_shift, floor_q16, ratio_q8, peak_q4;
+    int32_t x1, h1, y1, sta, lta, mask, live_n, lta_k;
+    int64_t n0;
+    uint32_t idx;
     if (st == NULL || (samples == NULL && n_samples > 0) || (out == NULL && max_out > 0)) {
         return 0;
     }
+    /* The per-sample state lives in locals (registers) and is written back
+       around the rare event steps: the compiler cannot do this itself because
+       out[] might alias the state. */
     c = &st->cfg;
-    for (s = 0; s < n_samples; s++) {
+    pole = c->hp_pole_q14;
+    sta_shift = c->sta_shift;
+    mask_shift = c->mask_shift;
+    floor_q16 = c->floor_q16;
+    ratio_q8 = c->ratio_q8;
+    peak_q4 = c->peak_ratio_q4;
+    x1 = st->x1;
+    h1 = st->h1;
+    y1 = st->y1;
+    sta = st->sta;
+    lta = st->lta;
+    mask = st->mask;
+    live_n = st->live_n;
+    lta_k = st->lta_k;
+    n0 = st->n;
+    idx = (uint32_t)n0;
+    for (s = 0; s < n_samples; s++, idx++) {
         const int32_t x = samples[s];
-        const int64_t n = st->n;
         int32_t h, y, ay, env;
 
         /* 1. two one-pole high-pass sections */
-        h = sat_y(x - st->x1 + ((c->hp_pole_q14 * st->h1) >> IMPULSE_COEF_SHIFT));
-        y = sat_y(h - st->h1 + ((c->hp_pole_q14 * st->y1) >> IMPULSE_COEF_SHIFT));
-        st->h1 = h;
-        st->y1 = y;
-        st->ring[(size_t)(n & IMPULSE_RING_MASK)] = (int16_t)y;
+        h = sat_y(x - x1 + ((pole * h1) >> IMPULSE_COEF_SHIFT));
+        y = sat_y(h - h1 + ((pole * y1) >> IMPULSE_COEF_SHIFT));
+        h1 = h;
+        y1 = y;
+        st->ring[idx & IMPULSE_RING_MASK] = (int16_t)y;
 
         /* 2. envelopes */
         ay = y < 0 ? -y : y;
         env = ay << IMPULSE_ENV_SHIFT;
-        st->sta += (env - st->sta) >> c->sta_shift;
-
-        if (st->mask != 0) {
-            st->mask -= st->mask >> c->mask_shift;
+        sta += (env - sta) >> sta_shift;
+        if (mask != 0) {
+            mask -= mask >> mask_shift;
         }
         if (st->phase == PHASE_IDLE) {
-            int above;
             int32_t ref;
-            if (x != st->x1) {
+            if (x != x1) {
                 /* constant input (digital silence, a stuck ADC) teaches the LTA nothing */
-                if (st->live_n < INT32_MAX) {
-                    st->live_n++;
+                if (live_n < INT32_MAX) {
+                    live_n++;
                 }
-                st->lta += (env - st->lta) >> st->lta_k;
-                if (st->lta_k < c->lta_shift && st->live_n >= (int32_t)1 << (st->lta_k + 1)) {
-                    st->lta_k++;
+                lta += (env - lta) >> lta_k;
+                if (lta_k < c->lta_shift && live_n >= (int32_t)1 << (lta_k + 1)) {
+                    lta_k++;
                 }
             }
-            /* 3. trigger */
-            ref = st->lta > st->mask ? st->lta : st->mask;
-            /* 32-bit compares (ratio_q8, peak_ratio_q4 < 4096): Q12 and Q8 */
-            above = st->sta > c->floor_q16 && st->sta > ref
-                    && ((uint32_t)(st->sta >> 4) > (uint32_t)(ref >> 12) * (uint32_t)c->ratio_q8
-                        || (uint32_t)(env >> 8) > (uint32_t)(ref >> 12) * (uint32_t)c->peak_ratio_q4);
-            if (!above) {
+            /* 3. trigger; 32-bit compares (ratio_q8, peak_ratio_q4 < 4096): Q12 and Q8 */
+            ref = lta > mask ? lta : mask;
+            if (sta > floor_q16 && sta > ref
+                && ((uint32_t)(sta >> 4) > (uint32_t)(ref >> 12) * (uint32_t)ratio_q8
+                    || (uint32_t)(env >> 8) > (uint32_t)(ref >> 12) * (uint32_t)peak_q4)) {
+                if (st->armed && live_n >= c->warmup_n
+                    && n0 + (int64_t)s - st->last_trigger >= c->holdoff_n) {
+                    st->sta = sta;
+                    st->lta = lta;
+                    start_trigger(st, n0 + (int64_t)s);
+                }
+            } else {
                 st->armed = 1;
-            } else if (st->armed && st->live_n >= c->warmup_n
-                       && n - st->last_trigger >= c->holdoff_n) {
-                start_trigger(st, n);
             }
-        } else if (st->sta > st->mask) {
-            st->mask = st->sta;
         }
         if (st->phase != PHASE_IDLE) {
-            impulse_trigger_t *t = &st->cur;
-            if (x >= Y_MAX || x <= -Y_MAX) {
-                t->clipped = 1;
-            }
-            if (st->sta > t->sta_peak_q16) {
-                t->sta_peak_q16 = st->sta;
-                st->sta_peak_sample = n;
-                st->width_end = NEVER;
-                st->decay_end = NEVER;
-            } else {
-                const int32_t unit = t->sta_peak_q16 >> 8;
-                if (st->width_end == NEVER && st->sta < unit * c->width_q8) {
-                    st->width_end = n;
-                }
-                if (st->decay_end == NEVER && st->sta < unit * c->decay_q8) {
-                    st->decay_end = n;
-                }
-            }
-            if (st->phase == PHASE_PICK) {
-                if (--st->countdown == 0) {
-                    /* 4. onset pick; primes the band filters up to this sample */
-                    pick_onset(st, n + 1);
-                    st->event_ref = t->sta_peak_q16;
-                    st->phase = PHASE_MEASURE;
-                    st->countdown = c->measure_n - c->post_n;
-                }
-            } else {
-                if (ay > t->peak_abs) {
-                    t->peak_abs = ay;
-                    t->peak_sample = n;
-                }
-                band_step(st, y, 1);
-                st->countdown--;
-            }
-            /* 5. emit */
-            if (st->phase == PHASE_MEASURE && st->countdown == 0) {
-                finish(st, n, out, &count, max_out);
-            } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
-                       && ((int64_t)st->sta << 8) > (int64_t)st->event_ref * c->ratio_q8) {
-                /* a much stronger pulse inside the hold-off (the muzzle blast after a
-                   weak precursor): close this trigger early and start a new one */
-                finish(st, n, out, &count, max_out);
-                start_trigger(st, n);
-            }
+            st->sta = sta;
+            st->mask = mask;
+            event_step(st, x, y, ay, n0 + (int64_t)s, out, &count, max_out);
+            mask = st->mask;
         }
-        st->x1 = x;
-        st->n = n + 1;
+        x1 = x;
     }
+    st->x1 = x1;
+    st->h1 = h1;
+    st->y1 = y1;
+    st->sta = sta;
+    st->lta = lta;
+    st->mask = mask;
+    st->live_n = live_n;
+    st->lta_k = lta_k;
+    st->n = n0 + (int64_t)n_samples;
     return count;
 }

@@ -70,7 +70,7 @@ typedef struct {
     int32_t measure_n;     /* features measured over measure_n samples from the trigger (<= holdoff_n) */
     int32_t zc_max_n;      /* onset refinement: rise searched this many samples around the
                               AIC change point, extrapolated back at most this far */
-    int32_t band_lp1_q14;  /* band crossover one-pole low-pass coefficients, Q14: */
+    int32_t band_lp1_q14;  /* band crossover one-pole low-pass coefficients, Q14 (used as Q10): */
     int32_t band_lp2_q14;  /*   low = lp1, mid = lp2 - lp1, high = lp3 - lp2 */
     int32_t band_lp3_q14;
     int32_t width_q8;      /* width: STA above width_q8/256 of its peak */
@@ -87,7 +87,7 @@ typedef struct {
     int64_t onset_sample;     /* sample index of the onset (integer part) */
     int64_t trigger_sample;   /* sample index where STA/LTA crossed the ratio */
     int64_t peak_sample;      /* sample index of max |y| */
-    uint64_t band_energy[3];  /* sum of squares (Q8) of low/mid/high band over measure_n */
+    uint64_t band_energy[3];  /* sum of squares (LSB^2) of low/mid/high band over measure_n */
     int32_t onset_frac_q16;   /* sub-sample fraction of the onset, 0..65535 */
     int32_t peak_abs;         /* max |y| (filtered), 0..32767 */
     int32_t noise_q16;        /* LTA at the trigger: mean |y| of the background, Q16 */
@@ -111,7 +111,7 @@ typedef struct {
     int64_t width_end;          /* first sample after the STA peak below the width level */
     int64_t decay_end;          /* first sample after the STA peak below the decay level */
     int32_t x1, h1, y1;         /* high-pass state: previous input, stage-1 and stage-2 output */
-    int32_t lp[3];              /* band low-pass states (Q8), run only around a trigger */
+    int32_t lp[3];              /* band low-pass states (Q4), run only around a trigger */
     int32_t sta, lta;           /* envelopes: mean |y| in Q16 */
     int32_t lta_k;              /* LTA shift in use (grows to lta_shift while warming up) */
     int32_t mask;               /* echo mask, Q16 */

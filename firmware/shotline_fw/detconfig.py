@@ -190,7 +190,7 @@ def features(raw, sample_rate_hz):
     n = max(raw["measure_n"], 1)
     bands = []
     for e in raw["band_energy"]:
-        ms = e / 256 / n / (FULL_SCALE * FULL_SCALE)
+        ms = e / n / (FULL_SCALE * FULL_SCALE)
         bands.append(10 * math.log10(ms) if ms > 0 else _MIN_DB)
     return {
         "onset_sample": raw["onset_sample"],

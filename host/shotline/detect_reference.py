@@ -147,13 +147,13 @@ def detect(samples, sample_rate_hz, **params):
 
 
 def _bands(y, s0, trig, stop, c):
-    """Band energies (Q8 units like the C) over [trig, stop), filters primed from s0."""
-    coefs = [c["band_lp1_q14"] / 16384, c["band_lp2_q14"] / 16384, c["band_lp3_q14"] / 16384]
-    seg = y[s0:stop] * 256
+    """Band energies (LSB^2 like the C) over [trig, stop), filters primed from s0."""
+    coefs = [(c[k] >> 4) / 1024 for k in ("band_lp1_q14", "band_lp2_q14", "band_lp3_q14")]
+    seg = y[s0:stop]
     lps = [lfilter([k], [1, -(1 - k)], seg) for k in coefs]
     bands = (lps[0], lps[1] - lps[0], lps[2] - lps[1])
     i = trig - s0
-    return tuple(float(np.sum((b[i:] / 16) ** 2)) for b in bands)
+    return tuple(float(np.sum(b[i:] ** 2)) for b in bands)
 
 
 def features(samples, sample_rate_hz, **params):
