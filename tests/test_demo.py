@@ -1,4 +1,5 @@
-"""End to end on the small scenario: simulate -> detect -> associate -> incidents -> alerts."""
+"""End to end on the small scenario: simulate -> virtual sensors running the firmware on
+ptys -> collector -> associate -> locate -> incidents -> alerts (and the in-process path)."""
 import json
 
 import pytest
@@ -41,7 +42,9 @@ def test_the_night_leaves_a_store_cap_files_geojson_and_a_map(night):
         assert all(i["status"] == "new" and len(i["sensors"]) >= 4 for i in incidents)
         assert audit_trail(store, incidents[0]["id"])[0]["by"] == "demo"
         assert store.counts()["triggers"] > 0 and store.counts()["events"] >= 2
-        assert len(store.sensors()) == 6
+        sensors = store.sensors()
+        assert len(sensors) == 6 and all(s["firmware"] for s in sensors)   # from each HELLO
+        assert summary["sensor_path"] == "virtual"
         outbox = store.query("SELECT * FROM webhook_outbox")
     assert len(outbox) == 2 and all(r["delivered_utc_s"] for r in outbox)
     assert summary["webhook_delivered"] == summary["webhook_receiver_records"] == 2
@@ -58,9 +61,11 @@ def test_the_night_leaves_a_store_cap_files_geojson_and_a_map(night):
 
 
 def test_demo_command_prints_the_summary(tmp_path, capsys):
+    # The in-process detector path (no ptys, no firmware): same night, same answer.
     assert main(["demo", "--out", str(tmp_path), "--scenario", "scenarios/test-block.json",
-                 "--no-webhook", "--json"]) == 0
+                 "--path", "detector", "--no-webhook", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["alerts"] == 2 and summary["webhook_delivered"] is None
+    assert summary["sensor_path"] == "detector" and summary["webhook_delivered"] is None
+    assert summary["gunshot_sources_alerted"] == 2 and summary["false_alerts"] == 0
     assert main(["demo", "--out", str(tmp_path), "--scenario", "nope.json"]) == 2
     assert main(["demo", "--out", str(tmp_path), "--threshold", "2"]) == 2

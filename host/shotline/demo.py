@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shotline.simulate.sources import KINDS
 from shotline.timeutil import format_utc
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo-night.json"
@@ -36,9 +37,12 @@ BURST_RADIUS_M = 200.0      # ... and closer than this in space (a burst's echoe
                             # phantom fixes ~100 m off; a dispatcher wants one incident)
 MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within this time
 LOCATED_WITHIN_M = 25.0     # Tech Note 098's real-time criterion
+MISLOCATED_M = 100.0        # an alert this far from what it heard sends a patrol to the wrong block
 SENSOR_PATHS = {
+    "virtual": "virtual sensors (the real firmware app on simulated hardware) on "
+               "pseudo-terminals -> collector over serial -> store -> live association",
     "detector": "each sensor's audio through the native C detector (the firmware's detector "
-                "code) in-process; trigger records as the collector stores them",
+                "code) in-process -> store -> the collector's live association",
 }
 
 
@@ -168,52 +172,56 @@ def _classifier():
 
 
 class Night:
-    """Runs association -> incidents -> alerts over a time-ordered trigger stream."""
+    """Located events in (from the collector or the in-process path) -> incidents -> alerts.
 
-    def __init__(self, store, rendering, out_dir, *, threshold, say, webhook_url=None):
+    ``on_trigger(record)`` moves the stream clock: an incident closes (and
+    alerts) once the clock is ``BURST_GAP_S + decision_s`` past its last shot,
+    ``decision_s`` being how long association may take to decide an event;
+    ``on_event(record)`` takes a stored event record (with its ``id``); a
+    revision of an event whose incident already alerted is kept in the store
+    only; ``finish()`` closes the rest.
+    Alerts are enqueued to the webhook outbox; the caller delivers them.
+    """
+
+    def __init__(self, store, rendering, out_dir, *, threshold, say, decision_s,
+                 webhook_url=None):
         from shotline.alerts.webhook import WebhookOutbox
-        from shotline.collect import LiveAssociation
         from shotline.geo import LocalFrame
 
         sc = rendering.scenario
         self.store, self.rendering, self.out = store, rendering, Path(out_dir)
         self.threshold, self.say = threshold, say
         self.frame = LocalFrame(*sc.origin_llh)
-        self.live = LiveAssociation(origin_llh=sc.origin_llh,
-                                    temperature_c=sc.weather.temperature_c)
         self.truth = Truth(rendering.truth, self.frame)
         self.model, self.model_error = _classifier()
         self.outbox = WebhookOutbox(store, webhook_url, base_delay_s=0.2, max_delay_s=2.0,
                                     timeout_s=2.0) if webhook_url else None
-        self.trigger_ids, self.records = {}, {}
         self.events = {}          # event_id -> latest record
         self.open = []            # incidents still collecting shots
-        self.incidents = []       # (incident dict, Incident)
+        self.incidents = []       # (incident dict, Incident, truth matches)
+        self.triggers = 0
+        self.decision_s = float(decision_s)
+        self._raised = set()      # event ids whose incident has alerted
+        self._lock = threading.Lock()
         (self.out / "cap").mkdir(parents=True, exist_ok=True)
 
-    # -- stream ------------------------------------------------------------------
-    def push(self, records):
-        results = self.store.insert_triggers(records)
-        for rec, (row_id, _) in zip(records, results):
-            self.trigger_ids[(rec["sensor_id"], rec["seq"])] = row_id
-            self.records[(rec["sensor_id"], rec["seq"])] = rec
-        for rec in records:
-            self._events(self.live.push(rec))
-            self._close(rec["onset_utc_s"])
+    def on_trigger(self, record):
+        with self._lock:
+            self.triggers += 1
+            self._close(record["onset_utc_s"])
 
-    def finish(self):
-        self._events(self.live.flush())
-        self._close(math.inf)
-
-    def _events(self, decided):
-        for record, members in decided:
-            rows = [self.trigger_ids[m] for m in members if m in self.trigger_ids]
-            record = dict(record, members=[list(m) for m in members])
-            record["id"] = self.store.insert_event(record, rows, key=f"demo:{record['event_id']}")
-            if record.get("status") != "ok" or record.get("position_llh") is None:
-                continue
+    def on_event(self, record):
+        if record.get("status") != "ok" or record.get("position_llh") is None:
+            return
+        with self._lock:
+            if record["event_id"] in self._raised:
+                return
             self.events[record["event_id"]] = record
             self._group(record)
+
+    def finish(self):
+        with self._lock:
+            self._close(math.inf)
 
     def _group(self, event):
         for inc in self.open:
@@ -230,7 +238,7 @@ class Night:
         self.open.append(Incident([event]))
 
     def _close(self, stream_s):
-        done = [i for i in self.open if stream_s - i.last_s > BURST_GAP_S]
+        done = [i for i in self.open if stream_s - i.last_s > BURST_GAP_S + self.decision_s]
         self.open = [i for i in self.open if i not in done]
         for inc in sorted(done, key=lambda i: i.events[0]["t_emit_utc_s"]):
             self._raise(inc)
@@ -243,11 +251,10 @@ class Night:
 
         best = inc.best()
         triggers = []
-        for sensor, seq in best["members"]:
-            rec = self.records.get((sensor, seq))
-            if rec is not None:
-                pos = self.frame.to_enu([rec["lat_deg"], rec["lon_deg"], rec["alt_m"]])
-                triggers.append(dict(rec, sensor_position_m=pos.tolist()))
+        for rec in self.store.query("SELECT * FROM triggers WHERE event_id=?", (best["id"],)):
+            rec.update(json.loads(rec.pop("features")))
+            pos = self.frame.to_enu([rec["lat_deg"], rec["lon_deg"], rec["alt_m"] or 0.0])
+            triggers.append(dict(rec, sensor_position_m=pos.tolist()))
         event = {"time_utc_s": best["t_emit_utc_s"], "position_m": best["position_m"],
                  "ellipse95_m": best["ellipse95_m"], "triggers": triggers,
                  "temperature_c": self.rendering.scenario.weather.temperature_c,
@@ -267,6 +274,7 @@ class Night:
         from shotline.alerts.webhook import alert_key
         from shotline.incidents import record_incident
 
+        self._raised.update(e["event_id"] for e in inc.events)
         first = min(inc.events, key=lambda e: e["t_emit_utc_s"])
         best = inc.best()
         lat, lon, alt = best["position_llh"]
@@ -307,15 +315,25 @@ class Night:
             (self.out / "cap" / f"{stored['uid']}.xml").write_text(xml)
             if self.outbox is not None:
                 self.outbox.enqueue(incident_feature(stored), alert_key(stored))
-                self.outbox.deliver_due()
 
     def _truth_text(self, truth_id, error_m):
         if truth_id is None:
             return "truth: nothing there (false)"
         src = self.truth.sources[truth_id]
-        return f"truth: {truth_id} ({src['kind']}), error {error_m:.1f} m"
+        wrong = " (mislocated)" if error_m > MISLOCATED_M else ""
+        return f"truth: {truth_id} ({src['kind']}), error {error_m:.1f} m{wrong}"
 
     # -- scoring ------------------------------------------------------------------------
+    def _verdict(self, incident):
+        """What an incident really was: gunshot, a confuser kind, mislocated, or nothing."""
+        truth_id = incident["extra"]["truth_id"]
+        if truth_id is None:
+            return "nothing"
+        if incident["extra"]["error_m"] > MISLOCATED_M:
+            return "mislocated"
+        source = self.truth.sources[truth_id]
+        return "gunshot" if source["is_gunshot"] else source["kind"]
+
     def summary(self):
         gun_imps = set(self.truth.gunshot_impulses())
         gun_sources = [s for s in self.truth.sources.values() if s["is_gunshot"]]
@@ -326,8 +344,7 @@ class Night:
                     best_error[m[0]] = min(m[2], best_error.get(m[0], math.inf))
         shot_errors = list(best_error.values())
         alerts = [i for i, _, _ in self.incidents if i["alert"]]
-        true_alerts = [i for i in alerts if i["extra"]["truth_id"] is not None and
-                       self.truth.sources[i["extra"]["truth_id"]]["is_gunshot"]]
+        true_alerts = [i for i in alerts if self._verdict(i) == "gunshot"]
         detected_sources = {i["extra"]["truth_id"] for i in true_alerts}
         incident_errors = [i["error_m"] for i in true_alerts if i["error_m"] is not None]
         confusers = [s for s in self.truth.sources.values() if not s["is_gunshot"]]
@@ -343,9 +360,8 @@ class Night:
             "confuser_sources": len(confusers),
             "incidents": len(self.incidents), "alerts": len(alerts),
             "false_alerts": len(alerts) - len(true_alerts),
-            "false_alerts_by_kind": _count(
-                self.truth.sources[i["extra"]["truth_id"]]["kind"] if i["extra"]["truth_id"]
-                else "nothing" for i in alerts if i not in true_alerts),
+            "false_alerts_by_kind": _count(self._verdict(i) for i in alerts
+                                           if i not in true_alerts),
             "classifier": "none: " + self.model_error if self.model is None else
             self.model.get("model_version", "loaded"),
             "events": len(self.events),
@@ -372,41 +388,171 @@ def _clear(out):
         shutil.rmtree(out / folder, ignore_errors=True)
 
 
-def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True,
-             say=print, progress=None):
-    """Run the night; returns the summary dict (also written to ``summary.json``)."""
+ASSOCIATION = {"max_delay_s": 1.0}
+
+
+def _association(rendering):
+    from shotline.collect import LiveAssociation
+
+    sc = rendering.scenario
+    return LiveAssociation(origin_llh=sc.origin_llh, temperature_c=sc.weather.temperature_c,
+                           **ASSOCIATION)
+
+
+def decision_s(live):
+    """Longest a trigger may wait before association decides its event (s)."""
+    a = live.associator
+    return 2 * a.max_range_m / a.speed_m_s + a.tolerance_s + a.max_delay_s
+
+
+def run_in_process(store, rendering, night, live, progress, deliver):
+    """The detector path: each sensor's audio through the C detector, then the
+    collector's live association, in time order, all in this process."""
+    records = detector_triggers(rendering, progress)
+
+    def stored(decided):
+        for record, members in decided:
+            rows = [ids[m] for m in members if m in ids]
+            record = dict(record, id=store.insert_event(record, rows,
+                                                        key=f"demo:{record['event_id']}"))
+            night.on_event(record)
+
+    ids = {}
+    for i in range(0, len(records), 64):
+        batch = records[i:i + 64]
+        for rec, (row_id, _) in zip(batch, store.insert_triggers(batch)):
+            ids[(rec["sensor_id"], rec["seq"])] = row_id
+        for rec in batch:
+            stored(live.push(rec))
+            night.on_trigger(rec)
+        deliver()
+    stored(live.flush())
+
+
+def run_virtual(store, rendering, night, live, progress, deliver, speed, step_s=0.02):
+    """The full path: one virtual sensor per simulated site -- the real firmware
+    app (``shotline.fakehw``) hearing that site's audio, with its own crystal
+    and GPS -- on a pseudo-terminal; the collector reads them all over serial,
+    stores, acknowledges and associates live.
+
+    The boards run in lockstep in this thread (each advanced ``step_s`` of
+    simulated time in turn), paced to ``speed`` x real time when the CPU
+    allows: parallel boards in free-running threads drift apart by seconds
+    on a busy machine and reach the collector out of order.
+    """
+    import tempfile
+
+    from shotline.collect import Collector
+    from shotline.virtual import VirtualSensor
+
+    sc = rendering.scenario
+    tmp = Path(tempfile.mkdtemp(prefix="shotline-demo-"))
+    sensors = []
+    collector = None
+    try:
+        for i, track in enumerate(rendering.sensors):
+            # The board's GPS says sample 0 is at utc0: the simulated clock error is its error.
+            vs = VirtualSensor(track.id, tmp / "flash" / track.id, audio=track.audio,
+                               folder=tmp / "ports", position_llh=track.position_llh,
+                               utc0_s=track.reported_start_utc_s, seed=i)
+            vs.port.plug()
+            vs.board.app.send_hello()
+            sensors.append(vs)
+
+        def step(dt_s):
+            for vs in sensors:
+                vs.board.advance(dt_s)
+                vs.port.flush()
+
+        collector = Collector(store, [vs.path for vs in sensors], associator=live,
+                              on_trigger=night.on_trigger, on_event=night.on_event)
+        collector.start()
+        deadline = time.monotonic() + 20.0
+        while not collector.wait_for_connections(timeout_s=0.02):
+            step(0.0)    # answer the collector's HELLO
+            if time.monotonic() > deadline:
+                raise RuntimeError("virtual sensors did not answer the collector")
+        progress(f"{len(sensors)} virtual sensors on ptys, collector connected; "
+                 f"running at up to {speed:g}x real time")
+        end_s = sc.duration_s + 3.0
+        wall0, sim_s, last_report = time.monotonic(), 0.0, 0.0
+        while sim_s < end_s:
+            step(step_s)
+            sim_s += step_s
+            now = time.monotonic()
+            ahead = sim_s / speed - (now - wall0)
+            if ahead > 0:
+                time.sleep(ahead)
+            if now - last_report > 2.0:
+                last_report = now
+                deliver()
+                progress(f"simulated {min(sim_s, sc.duration_s):5.1f} of {sc.duration_s:g} s: "
+                         f"{collector.stats['triggers_new']} triggers, "
+                         f"{collector.stats['events']} events")
+        quiet_since, last = time.monotonic(), -1
+        while time.monotonic() - quiet_since < 0.5:   # let the last triggers be acknowledged
+            step(0.01)
+            if collector.stats["triggers_new"] != last:
+                last, quiet_since = collector.stats["triggers_new"], time.monotonic()
+            time.sleep(0.01)
+    finally:
+        if collector is not None:
+            collector.stop()   # first: nothing unacknowledged, no "board lost" noise
+        for vs in sensors:
+            vs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True, path="virtual",
+             speed=8.0, say=print, progress=None):
+    """Run the night; returns the summary dict (also written to ``summary.json``).
+
+    ``path``: ``virtual`` (virtual sensors on ptys -> collector) or
+    ``detector`` (the C detector on the audio in-process), see ``SENSOR_PATHS``.
+    ``speed``: simulated seconds per wall-clock second for virtual sensors.
+    """
     from shotline.alerts.geojson import feature_collection
     from shotline.incidents import list_incidents
     from shotline.mapplot import draw_map
     from shotline.simulate import load_scenario, render, write_rendering
     from shotline.store import Store
 
+    if path not in SENSOR_PATHS:
+        raise ValueError(f"path must be one of {sorted(SENSOR_PATHS)}")
     progress = progress or (lambda msg: None)
     t0 = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
     sc = load_scenario(scenario)
-    say(f"Shotline demo: {sc.name}, {len(sc.sensors)} sensors, {len(sc.sources)} sources over "
-        f"{sc.duration_s:g} s of simulated audio ({sum(1 for s in sc.sources if s.kind in ('handgun', 'rifle'))} gunfire)")
+    n_gun = sum(1 for s in sc.sources if KINDS[s.kind].label == "gunshot")
+    say(f"Shotline demo: {sc.name}, {len(sc.sensors)} sensors, {len(sc.sources)} sources "
+        f"({n_gun} gunfire) over {sc.duration_s:g} s of simulated audio")
     rendering = render(sc, progress=lambda d, n: progress(f"rendered sensor {d}/{n}"))
     write_rendering(rendering, out / "sim")
     progress(f"simulated audio and truth in {out / 'sim'} ({time.monotonic() - t0:.1f} s)")
-    say(f"sensor path: {SENSOR_PATHS['detector']}")
-    records = detector_triggers(rendering, progress)
+    say(f"sensor path: {SENSOR_PATHS[path]}")
     receiver = Receiver() if webhook else None
     store = Store(out / "shotline.sqlite")
     try:
-        for s in rendering.sensors:
-            store.upsert_sensor(s.id, position_llh=s.position_llh, firmware="simulated",
-                                port="in-process")
+        live = _association(rendering)
         night = Night(store, rendering, out, threshold=threshold, say=say,
-                      webhook_url=receiver.url if receiver else None)
+                      decision_s=decision_s(live), webhook_url=receiver.url if receiver else None)
         if night.model is None:
             say(f"classifier: none available ({night.model_error}); every located "
                 f"incident alerts")
-        for i in range(0, len(records), 64):
-            night.push(records[i:i + 64])
+
+        def deliver():
+            if night.outbox is not None:
+                night.outbox.deliver_due()
+
+        if path == "virtual":
+            run_virtual(store, rendering, night, live, progress, deliver, speed)
+        else:
+            for s in rendering.sensors:
+                store.upsert_sensor(s.id, position_llh=s.position_llh, firmware="simulated",
+                                    port="in-process")
+            run_in_process(store, rendering, night, live, progress, deliver)
         night.finish()
         delivered = None
         if night.outbox is not None:
@@ -421,12 +567,13 @@ def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True,
                  incidents=incidents, truth=rendering.truth["sources"],
                  title=f"Shotline demo: {sc.name}")
         summary = night.summary()
+        summary["triggers"] = store.counts()["triggers"]
     finally:
         store.close()
         if receiver is not None:
             receiver.close()
     summary.update(elapsed_s=round(time.monotonic() - t0, 1), audio_s=sc.duration_s,
-                   sensors=len(sc.sensors), sensor_path="detector",
+                   sensors=len(sc.sensors), sensor_path=path,
                    webhook_delivered=delivered,
                    webhook_receiver_records=None if receiver is None else len(receiver.records),
                    out=str(out))

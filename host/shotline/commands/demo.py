@@ -9,6 +9,11 @@ def add_arguments(parser):
     parser.add_argument("--scenario", help="scenario file (default scenarios/demo-night.json)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="gunshot probability at or above which an incident alerts (0.5)")
+    parser.add_argument("--path", choices=("virtual", "detector"), default="virtual",
+                        help="virtual: virtual sensors running the firmware on ptys -> collector "
+                             "(default); detector: the C detector on the audio in-process")
+    parser.add_argument("--speed", type=float, default=8.0,
+                        help="simulated seconds per wall-clock second for virtual sensors (8)")
     parser.add_argument("--no-webhook", action="store_true",
                         help="do not POST alerts to the local test receiver")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
@@ -50,6 +55,8 @@ def run(args):
 
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError("--threshold must be within 0..1")
+    if not args.speed > 0:
+        raise CommandError("--speed must be positive")
 
     def say(text):
         if not args.json:
@@ -57,7 +64,8 @@ def run(args):
 
     try:
         summary = run_demo(args.out, args.scenario or DEFAULT_SCENARIO, threshold=args.threshold,
-                           webhook=not args.no_webhook, say=say,
+                           webhook=not args.no_webhook, path=args.path, speed=args.speed,
+                           say=say,
                            progress=lambda msg: warn(msg) if sys.stderr.isatty() or True else None)
     except ScenarioError as exc:
         raise CommandError(str(exc)) from None
