@@ -228,3 +228,35 @@ def test_cli_keys_and_snippet_usage_errors(tmp_path, capsys):
     assert main(["snippet", "--event", "1", "--reason", "r", "--keys", str(tmp_path / "k"),
                  "--store", str(tmp_path / "none.sqlite")]) == 2
     assert "needs the store" in capsys.readouterr().err
+
+
+def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):
+    """`shotline snippet --sensor --seq --port` against the real firmware on a pty."""
+    import time
+
+    from shotline.virtual import VirtualSensor
+
+    root = tmp_path / "vs"
+    vs = VirtualSensor("V1", root, folder=tmp_path / "ports", speed=8.0)
+    (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
+    priv_install.install(vs.board.app, RamBlockDev(30 * 65), root=str(root), first_block=0,
+                         seg_data_blocks=64)
+    with vs:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with vs._lock:
+                pending = vs.board.app.outbox.pending()
+            if len(pending) >= 9:
+                break
+            time.sleep(0.1)
+        seq = pending[3]                   # onset 3.5 s: a full window
+        rc = main(["snippet", "--sensor", "V1", "--seq", str(seq), "--port", vs.path,
+                   "--reason", "pty test", "--keys", str(keydir), "--out", str(tmp_path / "out"),
+                   "--store", str(tmp_path / "absent.sqlite"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    rec = json.loads(out.out.splitlines()[-1])
+    assert rec["status"] == "ok" and rec["n_samples"] == 6 * RATE_HZ and rec["reason"] == "pty test"
+    data, rate = sf.read(rec["path"], dtype="int16")
+    assert rate == RATE_HZ and len(data) == 6 * RATE_HZ and np.abs(data).max() > 10000
+    assert snippet.AuditLog(tmp_path / "out" / "audit.jsonl").verify() is None
