@@ -143,3 +143,12 @@ def test_committed_triggers_survive_a_process_that_never_closes(tmp_path):
     proc.join(30)
     with Store(path, readonly=True) as s:
         assert [r["seq"] for r in s.triggers()] == list(range(50))
+
+
+def test_readonly_open_refuses_an_unmigrated_file(tmp_path):
+    path = tmp_path / "s.sqlite"
+    sqlite3.connect(path).close()
+    with pytest.raises(StoreError, match="schema version 0"):
+        Store(path, readonly=True)
+    with pytest.raises(StoreError):
+        Store(tmp_path / "missing.sqlite", readonly=True)

@@ -24,6 +24,7 @@ import math
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 
 from shotline.incidents import MIGRATION as _INCIDENTS_MIGRATION
 
@@ -144,13 +145,15 @@ class Store:
     def __init__(self, path, *, readonly=False, timeout_s=30.0):
         self.path = str(path)
         self._lock = threading.RLock()
-        if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=timeout_s,
-                                       isolation_level=None, check_same_thread=False)
-        else:
-            self._db = sqlite3.connect(self.path, timeout=timeout_s,
-                                       isolation_level=None, check_same_thread=False)
+        try:
+            if readonly:
+                self._db = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True, timeout=timeout_s,
+                                           isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=timeout_s,
+                                           isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the store ({exc})") from exc
         self._db.row_factory = _row
         try:
             if not readonly:
@@ -163,6 +166,10 @@ class Store:
             self._db.close()
             raise StoreError(f"{self.path}: not a usable Shotline store ({exc})") from exc
         version = self.schema_version
+        if readonly and version < len(MIGRATIONS):
+            self._db.close()
+            raise StoreError(f"{self.path}: schema version {version}, expected {len(MIGRATIONS)}: "
+                             "open it once read-write to migrate")
         if version > len(MIGRATIONS):
             self._db.close()
             raise StoreError(f"{self.path}: schema version {version} is newer than this "
