@@ -188,9 +188,16 @@ class Associator:
     ``max_delay_s`` how late a trigger may be reported after its onset;
     ``late_window_s`` how long decided events stay open to late triggers;
     ``outlier_window_s`` how far off a trigger may be to be flagged as an
-    event's outlier; ``nearest_fraction`` the share of the ``min_sensors``
+    event's outlier; ``search_tolerance_s`` the looser window in which
+    candidate sets are first gathered around a trial source from three
+    arrivals (default 4 x ``tolerance_s``; three arrivals fix a source
+    poorly); ``nearest_fraction`` the share of the ``min_sensors``
     known sensors nearest a fix that must take part in its event (a chance
-    fit of unrelated triggers is heard by far sensors only);
+    fit of unrelated triggers is heard by far sensors only); ``echo_ratio``,
+    ``echo_drop_db`` and ``reverb_s`` reject sets made of the echo trains of
+    a recent event (see :meth:`_echo_train`); ``source_up_m``
+    the height of the ground where shots are fired, in the sensors' frame
+    (None: the median height of the sensors involved);
     ``locate_options`` go to :func:`shotline.locate.locate`.
     ``sensors`` optionally registers the network ``{id: position_m}`` up
     front: each sensor then waits only for its farthest neighbour; without
@@ -200,7 +207,8 @@ class Associator:
 
     def __init__(self, *, temperature_c=15.0, tolerance_s=0.02, max_range_m=1000.0,
                  min_sensors=4, max_delay_s=0.0, late_window_s=30.0, outlier_window_s=0.25,
-                 nearest_fraction=0.5, locate_options=None, sensors=None):
+                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=3.0, reverb_s=1.0, source_up_m=None,
+                 locate_options=None, sensors=None):
         if not min_sensors >= 3:
             raise ValueError("min_sensors must be at least 3 (a 2-D fix has 3 unknowns)")
         for name, v in (("tolerance_s", tolerance_s), ("max_range_m", max_range_m)):
@@ -216,12 +224,17 @@ class Associator:
         self.max_delay_s = float(max_delay_s)
         self.late_window_s = float(late_window_s)
         self.outlier_window_s = float(outlier_window_s)
+        self.search_tolerance_s = 4.0 * self.tolerance_s if search_tolerance_s is None else float(search_tolerance_s)
         self.nearest_fraction = float(nearest_fraction)
+        self.source_up_m = None if source_up_m is None else float(source_up_m)
+        self.echo_ratio = float(echo_ratio)
+        self.echo_drop_db = float(echo_drop_db)
+        self.reverb_s = float(reverb_s)
         self.locate_options = dict(locate_options or {})
         self.now_s = -math.inf
         self.unexplained = []
         self.stats = {"triggers": 0, "events": 0, "unexplained": 0, "duplicates": 0,
-                      "late": 0, "late_attached": 0}
+                      "late": 0, "late_attached": 0, "masked": 0}
         # Sensors and their neighbourhoods.
         self._sensor_ids = {}
         self._sensor_pos = []
@@ -234,6 +247,7 @@ class Associator:
         self._s = np.zeros(self._cap, dtype=np.int64)
         self._p = np.zeros((self._cap, 3))
         self._state = np.zeros(self._cap, dtype=np.int8)
+        self._lvl = np.zeros(self._cap)
         self._trig = []
         self._base = 0
         self._n = 0
@@ -243,6 +257,7 @@ class Associator:
         self._recent = deque()     # decided events open to late triggers
         self._next_id = 1
         self._outlier_log = {}     # sensor -> deque of outlier residuals
+        self._levels = {}          # sensor -> deque of (time_utc_s, level_db) within reverb_s
         self._network_known = bool(sensors)
         for sid, pos in (sensors or {}).items():
             self._sensor_index(sid, Trigger(sid, pos, 0.0).position_m)
@@ -330,8 +345,33 @@ class Associator:
                 out.append(revised)
                 return
         slot = self._append(trigger, k)
-        heapq.heappush(self._deadlines, (t + self._neighbourhood(k)[2], slot, _ANCHOR))
         self.now_s = max(self.now_s, t)
+        if self._masked(trigger):
+            self._state[slot - self._base] = _UNEXPLAINED
+            self.unexplained.append(trigger)
+            self.stats["unexplained"] += 1
+            self.stats["masked"] += 1
+        else:
+            heapq.heappush(self._deadlines, (t + self._neighbourhood(k)[2], slot, _ANCHOR))
+
+    def _masked(self, trigger):
+        """Is the trigger in the reverberation of a louder one just before it on its sensor?
+
+        Echoes follow their direct sound on the same sensor and are weaker;
+        a trigger at least ``echo_drop_db`` weaker than one of the same
+        sensor in the ``reverb_s`` before it takes no part in events.
+        Triggers without a level are never masked.
+        """
+        history = self._levels.setdefault(trigger.sensor, deque())
+        t = trigger.time_utc_s
+        while history and history[0][0] < t - self.reverb_s - self.max_delay_s:
+            history.popleft()
+        if trigger.level_db is None:
+            return False
+        masked = any(t - self.reverb_s <= t_prev < t and lvl >= trigger.level_db + self.echo_drop_db
+                     for t_prev, lvl in history)
+        history.append((t, trigger.level_db))
+        return masked
 
     def _is_duplicate(self, trigger):
         keys = [(trigger.sensor, "t", round(trigger.time_utc_s * 1e6))]
@@ -358,10 +398,12 @@ class Associator:
                 self._s = np.resize(self._s, self._cap)
                 self._p = np.resize(self._p, (self._cap, 3))
                 self._state = np.resize(self._state, self._cap)
+                self._lvl = np.resize(self._lvl, self._cap)
         self._t[i] = trigger.time_utc_s
         self._s[i] = k
         self._p[i] = trigger.position_m
         self._state[i] = _PENDING
+        self._lvl[i] = math.nan if trigger.level_db is None else trigger.level_db
         self._trig.append(trigger)
         self._n += 1
         return self._n - 1
@@ -376,7 +418,7 @@ class Associator:
         if drop == 0:
             return
         keep = used - drop
-        for a in (self._t, self._s, self._p, self._state):
+        for a in (self._t, self._s, self._p, self._state, self._lvl):
             a[:keep] = a[drop:used]
         del self._trig[:drop]
         self._base += drop
@@ -433,27 +475,64 @@ class Associator:
         if len(np.unique(self._s[others])) + 1 < self.min_sensors:
             return None
         hypotheses = best_sources(self._p[i], self._t[others] - self._t[i], self._p[others],
-                                  self._s[others], self.speed_m_s, tolerance_s=self.tolerance_s,
-                                  max_range_m=self.max_range_m, min_count=self.min_sensors - 1)
+                                  self._s[others], self.speed_m_s, tolerance_s=self.search_tolerance_s,
+                                  max_range_m=self.max_range_m, min_count=self.min_sensors - 1,
+                                  source_up_m=self._source_up(np.r_[i, others]), level_db=self._lvl[others])
         candidates = np.concatenate([[i], others])
         for source_m, _, resid in hypotheses:
             in_range = np.linalg.norm(self._p[others] - source_m, axis=1) <= self.max_range_m
             members = np.concatenate([[i], self._one_per_sensor(others[in_range], np.abs(resid[in_range]),
-                                                                self.tolerance_s)])
+                                                                self.search_tolerance_s)])
             members = self._heard_in_order(source_m, members)   # cheap screen before locating
             if members is None or len(members) < self.min_sensors:
                 continue
             fix, members = self._settle(members, candidates)
-            if fix is not None:
+            if fix is not None and not self._echo_train(members):
                 self._state[members] = _IN_EVENT
                 return self._make_event(fix, members, window, deadline)
         return None
 
+    def _echo_train(self, members):
+        """Is this set mostly echoes of a recent event's arrivals?
+
+        Reverberation after a shot leaves trains of late triggers on the
+        sensors that heard it, and a few of them can fit a point by chance.
+        A trigger counts as an echo of a recent event when it comes on one of
+        that event's sensors within ``reverb_s`` after the event's trigger
+        there and is at least ``echo_drop_db`` weaker (when both levels are
+        known; otherwise when the set has at most ``echo_ratio`` times the
+        event's sensors).  A set that is half echoes is refused.  A second
+        shot of a burst is as loud as the first and is kept.
+        """
+        n = len(members)
+        by_sensor = {int(k): (t, lvl) for k, t, lvl in
+                     zip(self._s[members], self._t[members], self._lvl[members])}
+        for event in reversed(self._recent):
+            weak_set = n <= self.echo_ratio * event.n_sensors
+            echoes = 0
+            for trig in event.triggers:
+                mine = by_sensor.get(self._sensor_ids[trig.sensor])
+                if mine is None or not 0.0 < mine[0] - trig.time_utc_s <= self.reverb_s:
+                    continue
+                if trig.level_db is not None and math.isfinite(mine[1]):
+                    echoes += mine[1] <= trig.level_db - self.echo_drop_db
+                else:
+                    echoes += weak_set
+            if 2 * echoes >= n:
+                return True
+        return False
+
+    def _source_up(self, idx):
+        """Height of the source plane: given, or the median height of the sensors."""
+        if self.source_up_m is not None:
+            return self.source_up_m
+        return float(np.median(self._p[idx, 2]))
+
     def _one_per_sensor(self, idx, abs_resid, limit):
-        """From ``idx``, the best-fitting trigger of each sensor within ``limit``."""
+        """From ``idx``, one trigger per sensor within ``limit``: the loudest, then the best fit."""
         ok = abs_resid <= limit
         idx, abs_resid = idx[ok], abs_resid[ok]
-        order = np.lexsort((abs_resid, self._s[idx]))
+        order = np.lexsort((abs_resid, -np.nan_to_num(self._lvl[idx], nan=0.0), self._s[idx]))
         idx = idx[order]
         first = np.ones(len(idx), dtype=bool)
         first[1:] = self._s[idx][1:] != self._s[idx][:-1]
@@ -465,7 +544,10 @@ class Associator:
         return locate(self._p[members], self._t[members], **self._locate_kwargs())
 
     def _locate_kwargs(self):
-        return {"temperature_c": self.temperature_c, "gate_s": self.tolerance_s, **self.locate_options}
+        kwargs = {"temperature_c": self.temperature_c, "gate_s": self.tolerance_s}
+        if self.source_up_m is not None:
+            kwargs["source_up_m"] = self.source_up_m
+        return {**kwargs, **self.locate_options}
 
     def _predicted_residuals(self, fix, idx):
         pos = np.asarray(fix.position_m, dtype=float)

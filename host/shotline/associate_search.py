@@ -15,7 +15,8 @@ that contain the anchor):
    spherical-intersection solution).
 2. Score: the number of sensors with a candidate whose residual
    ``t_j - t_emit - |p_j - x| / c`` lies within ``tolerance_s``, one per
-   sensor; ties go to the smaller sum of squared residuals.
+   sensor; ties go to the louder set (direct sound is louder than its
+   echoes), then to the smaller sum of squared residuals.
 3. The best few distinct hypotheses are returned, best first; the
    associator refines each set with the location module until one holds.
 
@@ -39,26 +40,30 @@ def _pairs(rows, sensor_of, dist_to_anchor, near_sensors):
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, min_count=2,
-                 near_sensors=7, n_best=4, distinct_m=10.0):
+def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, source_up_m,
+                 level_db=None, min_count=2, near_sensors=7, n_best=4, distinct_m=10.0):
     """Best sources for an anchor and its candidates, best first.
 
     ``p0_m``: anchor sensor ``(3,)`` metres; ``dt_s``: ``(N,)`` candidate
     times minus the anchor time (s); ``pos_m``: ``(N, 3)`` candidate sensor
-    positions; ``sensor_of``: ``(N,)`` integer sensor labels.  Returns up to
+    positions; ``sensor_of``: ``(N,)`` integer sensor labels;
+    ``source_up_m``: height of the source plane (same frame); ``level_db``:
+    ``(N,)`` trigger levels (NaN unknown), louder sets win ties.  Returns up to
     ``n_best`` hypotheses at least ``distinct_m`` apart that explain at least
     ``min_count`` candidate sensors (besides the anchor), each
     ``(source_m (3,), t_emit_s relative to the anchor, residual_s (N,))``.
     """
-    p0 = np.asarray(p0_m, dtype=float)
+    origin = np.array([p0_m[0], p0_m[1], source_up_m], dtype=float)
+    p0 = np.asarray(p0_m, dtype=float) - origin         # anchor above the origin, source plane z=0
     dt = np.asarray(dt_s, dtype=float)
-    rel = np.asarray(pos_m, dtype=float) - p0          # anchor sensor at the origin, source plane z=0
+    rel = np.asarray(pos_m, dtype=float) - origin
     sensor_of = np.asarray(sensor_of)
     dist = np.linalg.norm(rel[:, :2], axis=1)
     pairs = _pairs(np.arange(len(dt)), sensor_of, dist, near_sensors)
     if len(pairs) == 0:
         return []
     S = np.zeros((len(pairs), 3, 3))
+    S[:, 0] = p0
     S[:, 1] = rel[pairs[:, 0]]
     S[:, 2] = rel[pairs[:, 1]]
     T = np.zeros((len(pairs), 3))
@@ -81,10 +86,13 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
     inside = best_per_sensor <= tolerance_s
     count = inside.sum(axis=1)
     sse = np.where(inside, best_per_sensor ** 2, 0.0).sum(axis=1)
+    level = np.zeros(len(dt)) if level_db is None else np.nan_to_num(np.asarray(level_db, float), nan=0.0)
+    loudest = np.maximum.reduceat(np.where(absr <= tolerance_s, level, -np.inf)[:, order], starts, axis=1)
+    loudness = np.where(np.isfinite(loudest), loudest, 0.0).sum(axis=1)
     chosen = []
-    for h in np.lexsort((sse, -count)):
+    for h in np.lexsort((sse, -loudness, -count)):
         if count[h] < min_count or len(chosen) == n_best:
             break
         if all(np.hypot(*(P[h, :2] - P[g, :2])) > distinct_m for g in chosen):
             chosen.append(h)
-    return [(P[h] + p0, float(t_emit[h]), resid[h]) for h in chosen]
+    return [(P[h] + origin, float(t_emit[h]), resid[h]) for h in chosen]

@@ -1,0 +1,30 @@
+"""``shotline process MANIFEST``: detect, associate and locate from synchronised recordings.
+
+Prints the events in the form of ``shotline associate`` (one line each, by
+emission time), then one ``{"unexplained": [...]}`` line.
+"""
+from shotline.cli import EXIT_OK, CommandError
+from shotline.commands.associate import (add_association_arguments, association_options,
+                                         print_event, print_unexplained)
+
+
+def add_arguments(parser):
+    add_association_arguments(parser)
+    parser.add_argument("manifest", metavar="MANIFEST",
+                        help="JSON manifest of recordings (sensor, path, start_utc, position)")
+
+
+def run(args):
+    from shotline.process import ManifestError, load_manifest, process
+
+    try:
+        manifest = load_manifest(args.manifest)
+        result = process(manifest, **association_options(args, manifest.temperature_c))
+    except ManifestError as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:   # unreadable audio, bad options
+        raise CommandError(str(exc)) from None
+    for event in result.events:
+        print_event(event, args, manifest.frame)
+    print_unexplained(result.unexplained, args, manifest.frame)
+    return EXIT_OK

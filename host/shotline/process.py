@@ -1,0 +1,137 @@
+"""Offline pipeline: detect, associate and locate from synchronised recordings.
+
+For forensic re-analysis and evaluation.  A *manifest* (JSON) lists the
+recordings, each with its sensor id, audio file, the UTC time of its first
+sample and the sensor position::
+
+    {"temperature_c": 0.0,
+     "recordings": [{"sensor": "S1", "path": "s1.flac", "start_utc": "2018-12-19T00:49:26Z",
+                     "position_m": [x, y, z]}, ...]}
+
+(``position_llh`` [lat, lon, alt] instead of ``position_m``; relative paths
+resolve against the manifest's folder).  Each recording goes through the
+detector (:func:`shotline.detect.detect_file`); a trigger's time is the start
+time plus its onset; the triggers are then associated and located
+(:func:`shotline.associate.associate`) with the sensor network known up front.
+"""
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from shotline.associate import Trigger, associate
+from shotline.timeutil import parse_utc
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    sensor: str
+    path: Path
+    start_utc_s: float
+    position_m: tuple
+
+
+@dataclass(frozen=True)
+class Manifest:
+    temperature_c: float
+    recordings: tuple
+    frame: object = None       # shotline.geo.LocalFrame when positions were WGS84
+
+
+def load_manifest(path):
+    """Read and check a manifest file; raises :class:`ManifestError`."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"manifest {path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    return parse_manifest(doc, path.parent)
+
+
+def parse_manifest(doc, base_dir):
+    """Check a manifest document; relative audio paths resolve against ``base_dir``."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("recordings"), list) or not doc["recordings"]:
+        raise ManifestError('manifest must be an object with a non-empty "recordings" list')
+    try:
+        temperature_c = float(doc.get("temperature_c", 15.0))
+    except (TypeError, ValueError):
+        raise ManifestError("temperature_c must be a number") from None
+    if not math.isfinite(temperature_c):
+        raise ManifestError("temperature_c must be finite")
+    frame = None
+    recordings = []
+    seen = set()
+    for n, rec in enumerate(doc["recordings"]):
+        where = f"recordings[{n}]"
+        if not isinstance(rec, dict):
+            raise ManifestError(f"{where} must be an object")
+        missing = [k for k in ("sensor", "path", "start_utc") if k not in rec]
+        if missing:
+            raise ManifestError(f"{where} lacks {', '.join(missing)}")
+        sensor = rec["sensor"]
+        if not isinstance(sensor, str) or not sensor:
+            raise ManifestError(f"{where}: sensor must be a non-empty string")
+        if sensor in seen:
+            raise ManifestError(f"{where}: sensor {sensor!r} listed twice")
+        seen.add(sensor)
+        audio = Path(rec["path"])
+        audio = audio if audio.is_absolute() else Path(base_dir) / audio
+        if not audio.is_file():
+            raise ManifestError(f"{where}: audio file not found: {audio}")
+        try:
+            start = parse_utc(rec["start_utc"])
+        except ValueError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+        has_m, has_llh = "position_m" in rec, "position_llh" in rec
+        if has_m == has_llh:
+            raise ManifestError(f"{where}: give exactly one of position_m and position_llh")
+        try:
+            if has_m:
+                position = rec["position_m"]
+            else:
+                llh = [float(v) for v in rec["position_llh"]]
+                if frame is None:
+                    from shotline.geo import LocalFrame
+
+                    frame = LocalFrame(llh[0], llh[1], llh[2] if len(llh) > 2 else 0.0)
+                position = frame.to_enu(llh).tolist()
+            position = Trigger(sensor, position, 0.0).position_m
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ManifestError(f"{where}: bad position: {exc}") from None
+        recordings.append(Recording(sensor, audio, start, position))
+    if frame is not None and any("position_m" in r for r in doc["recordings"]):
+        raise ManifestError("use one kind of position (position_m or position_llh) for every recording")
+    return Manifest(temperature_c, tuple(recordings), frame)
+
+
+def detect_triggers(manifest, **detector_params):
+    """Run the detector on every recording; returns association triggers in time order."""
+    from shotline.detect import detect_file
+
+    triggers = []
+    for rec in manifest.recordings:
+        for seq, det in enumerate(detect_file(rec.path, **detector_params)):
+            triggers.append(Trigger(rec.sensor, rec.position_m, rec.start_utc_s + det.onset_s,
+                                    snr_db=det.snr_db, level_db=det.peak_dbfs,
+                                    features=det.to_dict(), seq=seq))
+    triggers.sort(key=lambda t: t.time_utc_s)
+    return triggers
+
+
+def process(manifest, *, detector_params=None, **options):
+    """Detect, associate and locate; returns :class:`shotline.associate.Association`.
+
+    ``options`` go to :class:`shotline.associate.Associator`; the temperature
+    defaults to the manifest's and the network to the manifest's sensors.
+    """
+    triggers = detect_triggers(manifest, **(detector_params or {}))
+    options.setdefault("temperature_c", manifest.temperature_c)
+    options.setdefault("sensors", {r.sensor: r.position_m for r in manifest.recordings})
+    return associate(triggers, **options)
