@@ -54,6 +54,16 @@ def test_trigger_times_track_a_drifting_crystal(tmp_path):
     assert trig[5]["rate_hz"] == pytest.approx(16000 * (1 - 43e-6 + 0.05e-6 * 28.9), abs=0.03)
 
 
+def test_tick_counters_wrapping_change_nothing(tmp_path):
+    # ticks_ms and ticks_us both wrap (at 2**30) about 3 s after power-on
+    b = board(tmp_path, impulses(16000, 12, [6.5]), ticks_offset_us=(2**30 - 3000) * 1000)
+    b.advance(12)
+    (t,) = triggers(b.frames()).values()
+    err = wire.trigger_record(t)["onset_utc_s"] - b.sample_utc_s(t["onset_sample"] + t["onset_frac"])
+    assert abs(err) < 30e-6 and t["time_quality"] == "pps"
+    assert b.app.health()["uptime_s"] == 12
+
+
 def test_pps_loss_holdover_and_recovery(tmp_path):
     times = [5.5, 20.5, 40.5]
     b = board(tmp_path, impulses(16000, 45, times), crystal_ppm=30.0)

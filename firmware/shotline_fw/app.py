@@ -78,10 +78,12 @@ class App:
         self.noise_dbfs = None
         self._noise_min = None
         self._blocks_seen = 0
-        self._t0_ms = self.clock.ticks_ms()
-        self._last_hb_ms = self._t0_ms
-        self._last_resend_ms = self._t0_ms
-        self._last_led_ms = self._t0_ms
+        t0_ms = self.clock.ticks_ms()
+        self._uptime_ms = 0           # accumulated: ticks_ms wraps after 12 days
+        self._uptime_at = t0_ms
+        self._last_hb_ms = t0_ms
+        self._last_resend_ms = t0_ms
+        self._last_led_ms = t0_ms
         self._led = 0
         self._reboot_at_ms = None
         self._last_samples = 0
@@ -300,6 +302,8 @@ class App:
 
     def _periodic(self):
         now = self.clock.ticks_ms()
+        self._uptime_ms += self.clock.ticks_diff(now, self._uptime_at)
+        self._uptime_at = now
         cfg = self.cfg or config_mod.DEFAULTS
         if self.clock.ticks_diff(now, self._last_led_ms) >= (100 if self.error else 500):
             self._last_led_ms = now
@@ -353,7 +357,7 @@ class App:
         return {
             "sensor_id": self.hello()["sensor_id"], "fw": FW_VERSION, "mode": self.mode,
             "error": self.error, "boot": self.boot,
-            "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self._t0_ms) // 1000,
+            "uptime_s": self._uptime_ms // 1000,
             "time_quality": t["time_quality"], "time_unc_us": t["time_unc_us"],
             "holdover_s": t["holdover_s"], "pps_count": t["pps_count"],
             "pps_rejected": self.time.pps_rejected if running else 0,

@@ -296,11 +296,11 @@ class FakeBoard:
                  drift_ppm_per_s=0.0, i2s_latency_s=0.002, nmea_delay_s=0.12,
                  pps_jitter_s=20e-9, noise_lsb=0.0, usb=None, unique_id=b"\xe6\x61\x38\x52\x83\x4a\x2b\x21",
                  sd_root=None, detector_factory=CffiDetector, seed=0, fast_convert=True,
-                 reset_cause="power"):
+                 reset_cause="power", ticks_offset_us=0):
         self.root = Path(root)
         self.sd_root = sd_root
         self.utc0_s = utc0_s
-        self.clock = SimClock(crystal_ppm, drift_ppm_per_s)
+        self.clock = SimClock(crystal_ppm, drift_ppm_per_s, ticks_offset_us)
         self.i2s_latency_s = i2s_latency_s
         self.nmea_delay_s = nmea_delay_s
         self.pps_jitter_s = pps_jitter_s
