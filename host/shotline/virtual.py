@@ -211,41 +211,28 @@ class VirtualSensor:
             utc0_s=_t.time() if utc0_s is None else utc0_s, crystal_ppm=crystal_ppm, seed=seed)
         self.board.gps_position = tuple(position_llh)
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread = None
-        self.error = None
+        self._fleet = None
 
     @property
     def path(self):
         return self.port.path
 
     def start(self):
-        self.port.plug()
-        self.board.app.send_hello()  # a freshly plugged board announces itself
-        self._thread = threading.Thread(target=self._run, name=f"virtual {self.name}", daemon=True)
-        self._thread.start()
+        """Plug in and run this board alone in its own thread (see ``VirtualFleet``)."""
+        self._fleet = VirtualFleet([self], speed=self.speed, step_s=self.step_s).start()
         return self
 
-    def _run(self):
-        import time as _t
-
-        wall0, sim0 = self._wall0, 0.0
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    self.board.advance(self.step_s)
-                    self.port.flush()
-                ahead_s = (self.board.clock.t_s - sim0) / self.speed - (_t.monotonic() - wall0)
-                if ahead_s > 0:
-                    self._stop.wait(ahead_s)
-        except Exception as exc:  # surfaced to the owner, not swallowed
-            self.error = exc
-            raise
+    @property
+    def error(self):
+        return self._fleet.error if self._fleet is not None else None
 
     def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._fleet is not None:
+            self._fleet.stop()
+        self.close()
+
+    def close(self):
+        """Close the firmware's files and unplug (the board's thread must be stopped)."""
         with self._lock:
             self.board.app.close()
         self.port.unplug()
@@ -273,3 +260,67 @@ class VirtualSensor:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class VirtualFleet:
+    """Several virtual sensors stepped in lockstep by ONE thread.
+
+    Every board advances by ``step_s`` of simulated time in turn, paced to
+    ``speed`` x the wall clock from the instant the first sensor was made, so
+    all boards share one simulated "now" and their triggers reach the host in
+    time order, as from boards that run in parallel.  ``error`` holds the
+    exception that stopped the firmware, if one did.
+    """
+
+    def __init__(self, sensors, speed=1.0, step_s=0.01):
+        self.sensors = list(sensors)
+        self.speed = float(speed)
+        self.step_s = float(step_s)
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        for vs in self.sensors:
+            vs.port.plug()
+            vs.board.app.send_hello()  # a freshly plugged board announces itself
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"virtual sensors ({len(self.sensors)})")
+        self._thread.start()
+        return self
+
+    def _run(self):
+        import time as _t
+
+        wall0 = min(vs._wall0 for vs in self.sensors)
+        sim_s = 0.0
+        try:
+            while not self._stop.is_set():
+                for vs in self.sensors:
+                    with vs._lock:
+                        vs.board.advance(self.step_s)
+                        vs.port.flush()
+                sim_s += self.step_s
+                ahead_s = sim_s / self.speed - (_t.monotonic() - wall0)
+                if ahead_s > 0:
+                    self._stop.wait(ahead_s)
+        except Exception as exc:  # surfaced to the owner, not swallowed
+            self.error = exc
+            raise
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def close(self):
+        self.stop()
+        for vs in self.sensors:
+            vs.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()

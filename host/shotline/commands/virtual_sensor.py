@@ -1,4 +1,9 @@
-"""``shotline virtual-sensor``: boards running the real firmware on pseudo-terminals."""
+"""``shotline virtual-sensor``: boards running the real firmware on pseudo-terminals.
+
+Several NAMEs run in one process, stepped in lockstep (``VirtualFleet``), so
+their simulated clocks agree and their triggers reach the collector in time
+order.
+"""
 import math
 import signal
 import threading
@@ -66,7 +71,7 @@ def run(args):
     from pathlib import Path
 
     from shotline.timeutil import parse_utc
-    from shotline.virtual import VirtualSensor, impulse_audio
+    from shotline.virtual import VirtualFleet, VirtualSensor, impulse_audio
 
     names = args.names or ["vs01"]
     if len(set(names)) != len(names):
@@ -86,27 +91,26 @@ def run(args):
     sensors = []
     for i, name in enumerate(names):
         audio = audios[i] or impulse_audio(period_s=args.impulse_every_s, seed=i)
-        vs = VirtualSensor(name, Path(args.root) / name, audio=audio, folder=args.links,
-                           position_llh=positions[i], utc0_s=utc0, crystal_ppm=args.crystal_ppm,
-                           speed=args.speed, seed=i)
-        sensors.append(vs.start())
-        emit({"sensor": name, "port": vs.path, "tty": vs.port.tty_path,
-              "position_llh": list(positions[i])}, args.json,
-             f"{name}: {vs.path} -> {vs.port.tty_path}")
+        sensors.append(VirtualSensor(name, Path(args.root) / name, audio=audio, folder=args.links,
+                                     position_llh=positions[i], utc0_s=utc0,
+                                     crystal_ppm=args.crystal_ppm, seed=i))
+    fleet = VirtualFleet(sensors, speed=args.speed).start()
+    for vs, pos in zip(sensors, positions):
+        emit({"sensor": vs.name, "port": vs.path, "tty": vs.port.tty_path,
+              "position_llh": list(pos)}, args.json, f"{vs.name}: {vs.path} -> {vs.port.tty_path}")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     deadline = None if args.duration_s is None else time.monotonic() + args.duration_s
     try:
         while not done.is_set() and (deadline is None or time.monotonic() < deadline):
-            if any(vs.error for vs in sensors):
+            if fleet.error is not None:
                 break
             done.wait(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        for vs in sensors:
-            vs.stop()
-    failed = [vs for vs in sensors if vs.error]
-    for vs in failed:
-        warn(f"{vs.name}: firmware stopped: {vs.error!r}")
-    return 1 if failed else 0
+        fleet.close()
+    if fleet.error is not None:
+        warn(f"firmware stopped: {fleet.error!r}")
+        return 1
+    return 0
