@@ -305,3 +305,37 @@ def test_virtual_sensor_on_a_pty_speaks_to_pyserial(tmp_path):
     assert [(f.ref, f.json()["mode"]) for f in frames if f.type == wire.HELLO] == [(8, "run")]
     assert [f.ref for f in frames if f.type == wire.RESPONSE] == [9]
     assert 1 in triggers(frames)
+
+
+def test_hostile_host_bytes_never_stop_the_sensor(tmp_path):
+    """Random frames (any type, any body, bad envelopes) and raw noise: every
+    command gets an answer or is ignored, and triggers keep coming."""
+    from hypothesis import given, settings, strategies as st, HealthCheck
+
+    b = board(tmp_path, impulses(16000, 40, [3.0 + 1.5 * k for k in range(24)]))
+    b.advance(2)
+    b.frames()
+    frame = st.tuples(st.sampled_from(sorted(wire.NAMES) + [0x00, 0x33, 0xFF]),
+                      st.one_of(st.binary(max_size=120),
+                                st.dictionaries(st.sampled_from(["seqs", "config", "trigger_seq", "x"]),
+                                                st.one_of(st.integers(), st.text(max_size=5),
+                                                          st.lists(st.integers(), max_size=3)),
+                                                max_size=3).map(wire.dumps)))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.one_of(frame, st.binary(max_size=40)), min_size=1, max_size=6))
+    def hammer(items):
+        for item in items:
+            if isinstance(item, tuple):
+                b.command(item[0], item[1], seq=7)
+            else:
+                b.usb.host_write(item)
+        b.advance(0.5)
+        assert b.app.mode == "run"
+        for f in b.frames():
+            if f.type == wire.RESPONSE:
+                r = f.json()
+                assert r["ok"] in (True, False) and r["status"]
+
+    hammer()
+    assert b.app.triggers >= 15 and b.app.health()["storage_ok"]
