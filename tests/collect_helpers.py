@@ -48,10 +48,19 @@ class ScriptedBoard:
         return self
 
     def stop(self):
+        self.hang()
+        self.port.unplug()
+
+    def hang(self):
+        """Stop answering (firmware stuck) with the port still there."""
         self._stop.set()
         if self._thread:
             self._thread.join(5)
-        self.port.unplug()
+
+    def resume(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     def hello_body(self):
         return {"sensor_id": self.sensor_id, "uid": "E66" + self.sensor_id, "fw": "test",

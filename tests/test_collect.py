@@ -171,3 +171,28 @@ def test_triggers_are_associated_and_located_live(tmp_path, boards):
         assert ev["n_sensors"] == 5
         linked = [r for r in store.triggers() if r["event_id"] == ev["id"]]
         assert sorted(r["sensor_id"] for r in linked) == sorted(sites)
+
+
+def test_silent_board_is_pinged_then_reopened(tmp_path, boards):
+    b = boards("vs1", heartbeat_s=60)
+    store = Store(tmp_path / "c.sqlite")
+    with Collector(store, [b.path], idle_timeout_s=0.3, backoff_s=(0.05, 0.2)) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        b.hang()
+        b.trigger()  # recorded while the firmware is stuck: stays in the outbox
+        assert wait_until(lambda: not c.boards[b.path].connected, 5)
+        assert "silent" in c.boards[b.path].last_error
+        b.resume()
+        assert wait_until(lambda: c.boards[b.path].connects >= 2 and not b.unacked(), 10)
+    assert stored(store) == [("vs1", 1)]
+
+
+def test_ports_can_be_added_while_running(tmp_path, boards):
+    a, b = boards("vsa"), boards("vsb")
+    store = Store(tmp_path / "c.sqlite")
+    with Collector(store, [a.path]) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        b.trigger()
+        assert c.add_port(b.path) and not c.add_port(b.path)
+        assert wait_until(lambda: not b.unacked())
+    assert stored(store) == [("vsb", 1)]

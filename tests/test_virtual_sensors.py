@@ -136,3 +136,51 @@ def test_pulled_cable_and_reboot_mid_frame_with_real_firmware(tmp_path, sensors)
         assert c.boards[vss[1].path].hello["boot"] == 2
     for vs in vss:
         assert sorted(r["seq"] for r in store.triggers(sensor_id=vs.name)) == recorded(vs)
+
+
+def test_collect_command_locates_shots_live_and_finds_new_boards(tmp_path, monkeypatch):
+    """`shotline collect all --json` over five real-firmware boards hearing the same shots."""
+    from shotline.acoustics import speed_of_sound_m_s
+    from shotline.geo import LocalFrame
+    from shotline.virtual import VirtualFleet
+
+    monkeypatch.setenv("SHOTLINE_VIRTUAL_DIR", str(tmp_path / "links"))
+    frame = LocalFrame(40.4406, -79.9959, 300.0)
+    sites = [(-300, -300, 0), (300, -300, 0), (300, 300, 0), (-300, 300, 0), (20, -40, 0)]
+    source = np.array([110.0, 60.0, 0.0])
+    c_m_s = speed_of_sound_m_s(15.0)
+    utc0 = time.time()
+    vss = []
+    for i, site in enumerate(sites):
+        delay_s = np.linalg.norm(np.array(site) - source) / c_m_s
+        audio = impulse_audio(period_s=2.0, first_s=3.0 + delay_s, seed=i)
+        vss.append(VirtualSensor(f"s{i}", tmp_path / "flash" / f"s{i}", audio=audio,
+                                 position_llh=tuple(frame.to_llh(site).tolist()), utc0_s=utc0,
+                                 crystal_ppm=0.0, seed=i))
+    fleet = VirtualFleet(vss[:4], speed=1.0).start()
+    proc = subprocess.Popen([sys.executable, "-m", "shotline", "collect", "all", "--json",
+                             "--store", str(tmp_path / "c.sqlite"), "--rescan-s", "0.5",
+                             "--origin", "40.4406,-79.9959,300", "--max-range-m", "900"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)
+        vss[4].start()  # plugged in while the collector runs
+        time.sleep(6.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        fleet.close()
+        vss[4].stop()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    final = {}
+    for e in events:  # keep each event's latest revision
+        final[e["id"]] = e
+    assert len(final) >= 3, err
+    for e in final.values():
+        east, north, _ = frame.to_enu(e["position_llh"]).tolist()
+        assert abs(east - source[0]) < 3.0 and abs(north - source[1]) < 3.0, e
+        assert len(e["sensors"]) >= 4
+    s = Store(tmp_path / "c.sqlite", readonly=True)
+    assert {r["sensor_id"] for r in s.triggers()} == {f"s{i}" for i in range(5)}
+    assert s.counts()["events"] == len(final)

@@ -68,6 +68,8 @@ class Collector:
     ``associator``: a ``LiveAssociation`` (or any object with its
     ``push(record)``, ``advance(idle_s)`` and ``flush()``, each returning
     ``[(event_record, [(sensor_id, seq), ...]), ...]``).
+    A board silent for ``idle_timeout_s`` (heartbeats are every 10 s) is
+    asked for a HELLO; silent for twice that, its port is closed and reopened.
     ``on_trigger(record)`` and ``on_event(record)`` are called from the
     writer thread for every newly stored trigger and event (an event record
     is stored again, same ``id``, with ``revision + 1`` when a late trigger
@@ -75,7 +77,8 @@ class Collector:
     """
 
     def __init__(self, store, ports, *, associator=None, on_trigger=None, on_event=None,
-                 hello_timeout_s=3.0, backoff_s=(0.1, 5.0), batch_max=512, read_timeout_s=0.05):
+                 hello_timeout_s=3.0, backoff_s=(0.1, 5.0), batch_max=512, read_timeout_s=0.05,
+                 idle_timeout_s=30.0):
         self.store = store
         self.ports = [str(p) for p in ports]
         self.associator = associator
@@ -85,6 +88,7 @@ class Collector:
         self.backoff_s = backoff_s
         self.batch_max = batch_max
         self.read_timeout_s = read_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.events = queue.Queue()
         self.boards = {p: BoardStatus(port=p) for p in self.ports}
         self._links = {}
@@ -112,6 +116,20 @@ class Collector:
             t.start()
         _log(logging.INFO, "collector started", ports=self.ports, store=self.store.path)
         return self
+
+    def add_port(self, port):
+        """Start collecting from another port (e.g. a board plugged in later); no-op if known."""
+        port = str(port)
+        if port in self.boards:
+            return False
+        self.ports.append(port)
+        self.boards[port] = BoardStatus(port=port)
+        if self._threads:
+            t = threading.Thread(target=self._reader, args=(port,), name=f"read {port}", daemon=True)
+            self._threads.insert(0, t)
+            t.start()
+            _log(logging.INFO, "port added", port=port)
+        return True
 
     def stop(self, timeout_s=10.0):
         """Stop reading, store and acknowledge what was received, flush the associator."""
@@ -156,9 +174,19 @@ class Collector:
                 status.connected, status.connects = True, status.connects + 1
                 self._on_hello(status, hello)
                 delay_s = self.backoff_s[0]
+                last_frame = pinged = time.monotonic()
                 while not self._stop.is_set():
-                    for frame in link.read_frames():
+                    frames = link.read_frames()
+                    for frame in frames:
                         self._on_frame(status, link, frame)
+                    now = time.monotonic()
+                    if frames:
+                        last_frame = now
+                    elif now - last_frame > 2 * self.idle_timeout_s:
+                        raise LinkTimeout(f"{port}: silent for {now - last_frame:.0f} s")
+                    elif now - last_frame > self.idle_timeout_s and now - pinged > self.idle_timeout_s:
+                        pinged = now  # a heartbeat is overdue: is anyone there?
+                        link.send(wire.HELLO, {})
             except LinkError as exc:
                 status.last_error = str(exc)
                 level = logging.INFO if isinstance(exc, LinkTimeout) else logging.WARNING

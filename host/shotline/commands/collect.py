@@ -28,6 +28,8 @@ def add_arguments(p):
                    help="farthest a sensor hears a shot (default %(default)s)")
     p.add_argument("--origin", metavar="LAT,LON,ALT",
                    help="local frame origin (default: the first sensor heard)")
+    p.add_argument("--rescan-s", type=float, default=5.0,
+                   help="with 'all', look for newly attached boards this often (default %(default)s)")
     p.add_argument("--duration-s", type=float, default=None,
                    help="stop after this many seconds (default: run until Ctrl-C or SIGTERM)")
 
@@ -104,9 +106,19 @@ def run(args):
     collector.start()
     try:
         deadline = None if args.duration_s is None else time.monotonic() + args.duration_s
+        rescan = any(sel in ("all", "auto") for sel in (args.ports or ["all"]))
+        next_scan = time.monotonic() + args.rescan_s
         while not done.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 break
+            if rescan and now >= next_scan:
+                next_scan = now + args.rescan_s
+                try:
+                    for b in select(["all"]):
+                        collector.add_port(b.port)
+                except PortError:
+                    pass
             done.wait(0.2)
     except KeyboardInterrupt:
         pass
