@@ -40,7 +40,7 @@ def test_snippet_equals_the_microphone_audio_of_its_window():
     info, chunks = service.snippet({"trigger_seq": 41})
     first = onset - 2 * RATE_HZ
     assert info == {"trigger_seq": 41, "first_sample_index": first, "n_samples": 6 * RATE_HZ,
-                    "sample_rate_hz": RATE_HZ, "chunks": 94,
+                    "sample_rate_hz": RATE_HZ, "chunks": 94, "boot_session": ring.session,
                     "start_utc_us": T0_US + first * 1_000_000 // RATE_HZ}
     assert collect(chunks) == mic_samples(first, 6 * RATE_HZ)
     assert service.counts == {"served": 1, "refused": 0}
@@ -98,14 +98,45 @@ def test_window_not_yet_recorded_expired_and_corrupt():
 
 
 def test_forgotten_triggers_are_unknown():
-    _, _, service = recorder(8)
-    service.capacity = 2
-    service._seq, service._onset, service._next = [-1, -1], [0, 0], 0
+    _, ring, _ = recorder(8)
+    service = SnippetService(ring, RATE_HZ, capacity=2)
     for seq in (1, 2, 3):
         service.note_trigger(seq, 4 * RATE_HZ)
     with pytest.raises(SnippetRefused, match="unknown_trigger"):
         service.snippet({"trigger_seq": 1})
     assert service.snippet({"trigger_seq": 3})[0]["chunks"] == 94
+
+
+def test_triggers_of_an_earlier_boot_are_still_served_from_the_card():
+    dev, ring, service = recorder(10)
+    service.note_trigger(5, 4 * RATE_HZ)
+    service.note_trigger(6, 7 * RATE_HZ)
+    ring.flush()                                     # then the power fails
+    session1 = ring.session
+    t1 = T0_US + 60 * 1_000_000                      # rebooted a minute later
+    ring2 = AudioRing(dev, RATE_HZ, lambda s: t1 + s * 1_000_000 // RATE_HZ,
+                      seg_data_blocks=SEG_BLOCKS, stage_blocks=8)
+    service2 = SnippetService(ring2, RATE_HZ)
+    ring2.mount(now_utc_us=t1)
+    with pytest.raises(SnippetRefused, match="no_time"):
+        service2.snippet({"trigger_seq": 5})         # no audio (so no clock) yet in this boot
+    for s in range(0, 2 * RATE_HZ, 512):
+        ring2.write(mic_samples(s + 10**6, 512), s)
+    info, chunks = service2.snippet({"trigger_seq": 5})
+    assert info["boot_session"] == session1 and info["first_sample_index"] == 2 * RATE_HZ
+    assert info["start_utc_us"] == T0_US + 2 * 1_000_000
+    assert collect(chunks) == mic_samples(2 * RATE_HZ, 6 * RATE_HZ)
+    # trigger 6's window (5..11 s) was never fully recorded before the cut
+    with pytest.raises(SnippetRefused, match="expired"):
+        service2.snippet({"trigger_seq": 6})
+    # and once that boot's audio is older than 72 h it is refused, then wiped
+    late = T0_US + 73 * 3600 * 1_000_000
+    ring3 = AudioRing(dev, RATE_HZ, lambda s: late + s * 1_000_000 // RATE_HZ,
+                      seg_data_blocks=SEG_BLOCKS, stage_blocks=8)
+    service3 = SnippetService(ring3, RATE_HZ)
+    ring3.mount(now_utc_us=late)
+    with pytest.raises(SnippetRefused, match="unknown_trigger"):
+        service3.snippet({"trigger_seq": 5})
 
 
 def test_protocol_has_no_streaming_or_arbitrary_range_command():

@@ -68,6 +68,8 @@ MAGIC = b"SLA1"
 _HEAD = "<4sIIQIIqII"
 _HEAD_N = const(44)
 _HEAD_CRC_N = const(48)
+_NOTES_AT = const(50)                 # count u16 at 48, then (trigger_seq u32, onset offset i32)
+MAX_NOTES = const(57)                 # trigger notes one header holds
 FLAG_UTC = const(1)                   # utc_us is known
 FLAG_TAIL_CLEAN = const(2)            # blocks after n_samples hold no older audio
 _IOCTL_BLOCK_COUNT = const(4)
@@ -85,9 +87,11 @@ class AudioGone(Exception):
 
 
 class Header:
-    """One decoded segment header (plain attributes)."""
+    """One decoded segment header (plain attributes).  ``notes``: list of
+    ``(trigger_seq, onset_sample)`` of triggers noted while it was open."""
 
-    def __init__(self, seq, session, first_sample, n_samples, rate_hz, utc_us, flags, data_crc):
+    def __init__(self, seq, session, first_sample, n_samples, rate_hz, utc_us, flags, data_crc,
+                 notes=None):
         self.seq = seq
         self.session = session
         self.first_sample = first_sample
@@ -96,6 +100,12 @@ class Header:
         self.utc_us = utc_us
         self.flags = flags
         self.data_crc = data_crc
+        self.notes = notes if notes is not None else []
+
+
+def _header_crc(buf):
+    mv = memoryview(buf)
+    return crc32(mv[_HEAD_CRC_N:], crc32(mv[:_HEAD_N]))
 
 
 def pack_header(buf, h):
@@ -104,7 +114,12 @@ def pack_header(buf, h):
         buf[i] = 0
     struct.pack_into(_HEAD, buf, 0, MAGIC, h.seq, h.session, h.first_sample, h.n_samples,
                      h.rate_hz, h.utc_us, h.flags, h.data_crc)
-    struct.pack_into("<I", buf, _HEAD_N, crc32(memoryview(buf)[:_HEAD_N]))
+    n = min(len(h.notes), MAX_NOTES)
+    struct.pack_into("<H", buf, _HEAD_CRC_N, n)
+    for i in range(n):
+        seq, onset = h.notes[i]
+        struct.pack_into("<Ii", buf, _NOTES_AT + 8 * i, seq, onset - h.first_sample)
+    struct.pack_into("<I", buf, _HEAD_N, _header_crc(buf))
 
 
 def unpack_header(buf):
@@ -113,9 +128,16 @@ def unpack_header(buf):
         return None
     f = struct.unpack_from(_HEAD, buf, 0)
     (crc,) = struct.unpack_from("<I", buf, _HEAD_N)
-    if crc != crc32(memoryview(buf)[:_HEAD_N]):
+    if crc != _header_crc(buf):
         raise ValueError("header CRC")
-    return Header(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8])
+    (n,) = struct.unpack_from("<H", buf, _HEAD_CRC_N)
+    if n > MAX_NOTES:
+        raise ValueError("header notes")
+    notes = []
+    for i in range(n):
+        seq, off = struct.unpack_from("<Ii", buf, _NOTES_AT + 8 * i)
+        notes.append((seq, f[3] + off))
+    return Header(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], notes)
 
 
 def plan_slots(device_blocks, rate_hz, seg_data_blocks, retention_s=RETENTION_S):
@@ -181,7 +203,10 @@ class AudioRing:
         self.card = CARD_MISSING
         self.last_error = ""
         self.counts = {"gaps": 0, "dropped_samples": 0, "write_errors": 0, "read_errors": 0,
-                       "corrupt_segments": 0, "wiped_segments": 0, "segments_written": 0}
+                       "corrupt_segments": 0, "wiped_segments": 0, "segments_written": 0,
+                       "notes_dropped": 0}
+        self.on_note = None           # on_note(trigger_seq, session, onset_sample) at mount
+        self._notes = []              # notes waiting for the next segment
         self._cur = None              # Header of the open segment
         self._next = None             # next expected sample index
         self._fill = 0                # bytes in the stage
@@ -318,6 +343,9 @@ class AudioRing:
                 if not h.flags & FLAG_TAIL_CLEAN:
                     self._close_tail(h)
                 kept += 1
+                if self.on_note is not None:
+                    for trigger_seq, onset in h.notes:
+                        self.on_note(trigger_seq, h.session, onset)
         self._expire_seq = self._next_seq - self.n_slots
         return {"card": self.card, "slots": self.n_slots, "kept": kept,
                 "session": self.session, "capacity_s": self.capacity_s}
@@ -428,7 +456,8 @@ class AudioRing:
     def _open(self, first_sample):
         utc = self.clock(first_sample) if self.clock is not None else None
         h = Header(self._next_seq, self.session, first_sample, 0, self.rate_hz,
-                   utc or 0, (FLAG_UTC if utc else 0), 0)
+                   utc or 0, (FLAG_UTC if utc else 0), 0, self._notes)
+        self._notes = []
         self._next_seq += 1
         self._cur = h
         self._fill = 0
@@ -471,6 +500,15 @@ class AudioRing:
         else:
             self._crc_done = self._fill
 
+    def note(self, trigger_seq, onset_sample):
+        """Record that trigger ``trigger_seq`` has its onset at ``onset_sample`` (this
+        session) in the open segment's header, so a reboot can still find it."""
+        notes = self._cur.notes if self._cur is not None else self._notes
+        if len(notes) >= MAX_NOTES:
+            self.counts["notes_dropped"] += 1
+            return
+        notes.append((trigger_seq, onset_sample))
+
     def flush(self):
         """Commit what is staged (a partly filled block is padded and rewritten later)."""
         if self._cur is not None:
@@ -492,28 +530,48 @@ class AudioRing:
         self._next = None
 
     # -- reading (for the snippet service only) ----------------------------------------
-    def find(self, sample_index):
-        """Header of the current-session segment holding ``sample_index``; AudioGone if none."""
+    def find(self, sample_index, session=None):
+        """Header of the segment of ``session`` (default: this one) holding
+        ``sample_index``; AudioGone("expired") if none.  Binary search over the ring:
+        (session, first_sample) grows with seq; blank or wiped slots are stepped over."""
         if self.n_slots == 0:
             raise AudioGone("no_card")
         self.flush()
-        lo = max(self._session_seq, self._next_seq - self.n_slots)
+        session = self.session if session is None else session
+        lo = self._next_seq - self.n_slots
         hi = self._next_seq - 1
         found = None
         while lo <= hi:
             mid = (lo + hi) // 2
-            h = self.header(mid)
-            if h is None or h.session != self.session or h.first_sample <= sample_index:
-                if h is not None and h.session == self.session and h.first_sample <= sample_index:
+            probe = mid
+            h = self.header(probe)
+            while h is None and probe < hi:
+                probe += 1
+                h = self.header(probe)
+            if h is None:
+                hi = mid - 1
+            elif h.session < session or (h.session == session and h.first_sample <= sample_index):
+                if h.session == session:
                     found = h
-                lo = mid + 1
+                lo = probe + 1
             else:
                 hi = mid - 1
         if found is None or sample_index >= found.first_sample + found.n_samples:
             raise AudioGone("expired")
         return found
 
-    def read(self, first_sample, out, verify=True):
+    def utc_us_of(self, sample_index, session=None):
+        """UTC (us) of a held sample: the live clock for this session, else its segment's
+        stamp; None if unknown."""
+        session = self.session if session is None else session
+        if session == self.session and self.clock is not None:
+            return self.clock(sample_index)
+        h = self.find(sample_index, session)
+        if not h.flags & FLAG_UTC:
+            return None
+        return h.utc_us + (sample_index - h.first_sample) * 1000000 // h.rate_hz
+
+    def read(self, first_sample, out, verify=True, session=None):
         """Fill ``out`` (bytearray/memoryview, 2 bytes per sample) with the audio from
         ``first_sample`` on.  With ``verify`` every segment touched is CRC-checked
         whole first (``check``).  Raises AudioGone("expired" | "corrupt" |
@@ -521,27 +579,34 @@ class AudioRing:
         out = memoryview(out)
         n = len(out) // 2
         if verify:
-            self.check(first_sample, n)
+            self.check(first_sample, n, session)
         s = first_sample
         while s < first_sample + n:
-            h = self._live(s)
+            h = self._live(s, session)
             end = min(first_sample + n, h.first_sample + h.n_samples)
             self._copy(h, s, end, out[(s - first_sample) * 2:(end - first_sample) * 2])
             s = end
         return n
 
-    def check(self, first_sample, n_samples):
+    def check(self, first_sample, n_samples, session=None):
         """Verify that samples ``[first_sample, first_sample + n_samples)`` are held and
         that every segment holding them matches its CRC; AudioGone if not."""
         s = first_sample
         while s < first_sample + n_samples:
-            h = self._live(s)
+            h = self._live(s, session)
             self._verify_segment(h)
             s = h.first_sample + h.n_samples
 
-    def _live(self, sample_index):
-        h = self.find(sample_index)
-        if self._expired(h, None):
+    def _live(self, sample_index, session=None):
+        h = self.find(sample_index, session)
+        if h.session == self.session:
+            if self._expired(h, None):
+                raise AudioGone("expired")
+            return h
+        now = self.clock(self._next) if self.clock is not None and self._next is not None else None
+        if now is None:
+            raise AudioGone("no_time")          # an earlier session's age needs UTC
+        if self._expired(h, now):
             raise AudioGone("expired")
         return h
 

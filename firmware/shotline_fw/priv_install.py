@@ -136,9 +136,10 @@ def install(app, card, root="", verify=None, first_block=RING_FIRST_BLOCK, n_blo
     clock = _utc_us(app) if app.capture is not None else None
     ring = AudioRing(card, rate_hz, clock, first_block=first_block, n_blocks=n_blocks,
                      **ring_options)
+    service = SnippetService(ring, rate_hz)     # before mount: it learns the held triggers
     if card is not None:
         ring.mount(now_utc_us=None)
-    privacy = Privacy(app, ring, SnippetService(ring, rate_hz), authorizer, prefix + KEYS_FILE)
+    privacy = Privacy(app, ring, service, authorizer, prefix + KEYS_FILE)
     app.authorizer = authorizer
     app.audio_sink = privacy
     _hook(app, privacy)

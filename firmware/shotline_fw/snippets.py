@@ -1,7 +1,7 @@
 """Snippet service: the only way audio can leave the sensor.
 
 Valid MicroPython and CPython.  A snippet is the audio around a trigger this
-sensor itself emitted (in this boot session), from at most ``PRE_MS`` before
+sensor itself emitted and still holds, from at most ``PRE_MS`` before
 its onset to at most ``POST_MS`` after, read from the ``audiobuf.AudioRing``
 and sent as SNIPPET_CHUNK messages (each with its CRC-32) of at most
 ``wire.SNIPPET_CHUNK_SAMPLES`` samples.  Everything else is refused with a
@@ -10,9 +10,14 @@ reason code:
 ``bad_request``   the request is not ``{"trigger_seq": n}`` (optionally with
                   ``pre_ms``/``post_ms`` within the limits)
 ``window``        a window wider than onset - 2 s .. onset + 4 s
-``unknown_trigger`` a sequence number this sensor did not emit (this session)
+``unknown_trigger`` a sequence number this sensor did not emit (or forgot)
 ``not_yet``       the window's end has not been recorded yet (ask again later)
 ``expired`` / ``corrupt`` / ``read_error`` / ``no_card``  from the ring
+``no_time``       a trigger of an earlier boot, before UTC is known again
+
+Triggers are remembered in RAM and in the ring's segment headers, so after
+a reboot the triggers whose audio is still held are known again (``mount``
+reports them through ``ring.on_note``).
 
 Example::
 
@@ -52,26 +57,36 @@ class SnippetService:
         self.rate_hz = rate_hz
         self.capacity = capacity
         self._seq = [-1] * capacity
+        self._session = [0] * capacity
         self._onset = [0] * capacity
         self._next = 0
+        ring.on_note = self._remember
         self._chunk = bytearray(2 * wire.SNIPPET_CHUNK_SAMPLES)
         self.counts = {"served": 0, "refused": 0}
 
     def note_trigger(self, trigger_seq, onset_sample):
         """Remember a trigger this sensor emitted (its onset, in samples of this session)."""
+        self._remember(trigger_seq, self.ring.session, onset_sample)
+        self.ring.note(trigger_seq, onset_sample)
+
+    def _remember(self, trigger_seq, session, onset_sample):
         i = self._next
         self._seq[i] = trigger_seq
+        self._session[i] = session
         self._onset[i] = onset_sample
         self._next = (i + 1) % self.capacity
 
-    def _onset_of(self, trigger_seq):
-        for i in range(self.capacity):
+    def _find(self, trigger_seq):
+        """(session, onset) of the most recent note of ``trigger_seq``, or None."""
+        for k in range(1, self.capacity + 1):
+            i = (self._next - k) % self.capacity
             if self._seq[i] == trigger_seq:
-                return self._onset[i]
+                return self._session[i], self._onset[i]
         return None
 
     def window(self, request):
-        """``(trigger_seq, first_sample, n_samples)`` for a request dict, or SnippetRefused."""
+        """``(trigger_seq, session, first_sample, n_samples)`` for a request dict, or
+        SnippetRefused."""
         if not isinstance(request, dict):
             raise self._refuse("bad_request")
         for k in request:
@@ -87,14 +102,16 @@ class SnippetService:
             raise self._refuse("window")
         if self.ring.n_slots == 0:
             raise self._refuse("no_card")
-        onset = self._onset_of(seq)
-        if onset is None:
+        found = self._find(seq)
+        if found is None:
             raise self._refuse("unknown_trigger")
+        session, onset = found
         first = max(0, onset - pre_ms * self.rate_hz // 1000)
         end = onset + post_ms * self.rate_hz // 1000
-        if self.ring.next_sample is None or end > self.ring.next_sample:
+        if session == self.ring.session and \
+                (self.ring.next_sample is None or end > self.ring.next_sample):
             raise self._refuse("not_yet")
-        return seq, first, end - first
+        return seq, session, first, end - first
 
     def _refuse(self, reason):
         self.counts["refused"] += 1
@@ -107,23 +124,23 @@ class SnippetService:
         ``n_samples``, ``sample_rate_hz``, ``chunks``, ``start_utc_us`` or None);
         ``chunks``: generator of SNIPPET_CHUNK bodies.  Raises SnippetRefused.
         """
-        seq, first, n = self.window(request)
+        seq, session, first, n = self.window(request)
         try:
-            self.ring.check(first, n)
+            self.ring.check(first, n, session)
+            start_utc_us = self.ring.utc_us_of(first, session)
         except AudioGone as exc:
             raise self._refuse(exc.args[0])
         total = (n + wire.SNIPPET_CHUNK_SAMPLES - 1) // wire.SNIPPET_CHUNK_SAMPLES
-        clock = self.ring.clock
         info = {"trigger_seq": seq, "first_sample_index": first, "n_samples": n,
-                "sample_rate_hz": self.rate_hz, "chunks": total,
-                "start_utc_us": clock(first) if clock is not None else None}
+                "sample_rate_hz": self.rate_hz, "chunks": total, "boot_session": session,
+                "start_utc_us": start_utc_us}
         self.counts["served"] += 1
-        return info, self._chunks(seq, first, n, total)
+        return info, self._chunks(seq, session, first, n, total)
 
-    def _chunks(self, seq, first, n, total):
+    def _chunks(self, seq, session, first, n, total):
         for i in range(total):
             s = first + i * wire.SNIPPET_CHUNK_SAMPLES
             k = min(wire.SNIPPET_CHUNK_SAMPLES, first + n - s)
             buf = memoryview(self._chunk)[:2 * k]
-            self.ring.read(s, buf, verify=False)
+            self.ring.read(s, buf, verify=False, session=session)
             yield wire.encode_snippet_chunk(seq, i, total, buf)
