@@ -112,6 +112,8 @@ def test_event_features_use_location_and_mark_it_missing_without():
     assert f["spectral_tilt_at_source_db"] > f["spectral_tilt_db"] == pytest.approx(-5.0)
     g = features_of(_event(position=None))
     assert all(math.isnan(g[name]) for name in cf.LOCATION_FEATURES)
+    assert math.isfinite(features_of(dict(_event(), status="ambiguous"))["source_level_db"])
+    assert math.isnan(features_of(dict(_event(), status="degenerate"))["source_level_db"])
     assert g["log10_rise_time_s"] == pytest.approx(math.log10(3e-4))
 
 

@@ -39,6 +39,8 @@ from shotline.classify_model import (DEFAULT_MODEL_PATH, ModelError, contributio
                                      feature_vector, load_model, predict_proba)
 
 UNKNOWN = "unknown"
+# Fix statuses whose position is used: an ambiguous fix's first solution is its best fit.
+LOCATED_STATUSES = ("ok", "ambiguous")
 N_REASONS = 3
 
 
@@ -91,13 +93,16 @@ def event_time_s(event):
 
 
 def event_position_m(event):
-    """Located source position (3 floats, ENU m) or ``None`` (also when its status is not ok)."""
-    if _get(event, "status", "ok") != "ok":
+    """Located source position (3 floats, ENU m), or ``None`` if unlocated.
+
+    Unlocated: no position, or a status outside ``LOCATED_STATUSES``.
+    """
+    if _get(event, "status", "ok") not in LOCATED_STATUSES:
         return None
     pos = _get(event, "position_m")
     if pos is None and _get(event, "fix") is not None:
         fix = _get(event, "fix")
-        if _get(fix, "status", "ok") == "ok":
+        if _get(fix, "status", "ok") in LOCATED_STATUSES:
             pos = _get(fix, "position_m")
     if pos is None:
         return None

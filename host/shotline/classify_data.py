@@ -18,7 +18,7 @@ Sources:
   assigned to shots with ShotSpotter's own per-shot pulse selection
   (``nlos-tuples.json``: a trigger within ``MATCH_S`` of a selected pulse at
   the same sensor); the shot is located with ``shotline.locate`` from our
-  trigger times.  Received levels are ShotSpotter's calibrated pulse peak
+  trigger times (an ``ambiguous`` fix counts with its best solution).  Received levels are ShotSpotter's calibrated pulse peak
   levels (``power_dB_SPL`` in ``allpulses.json``): the released audio has
   unknown calibration.  Group: the firing position.
 - Confusers (real, ``other_impulsive``): each file mixed to mono, resampled
@@ -26,7 +26,8 @@ Sources:
   quiet noise so the detector has learnt the background before the first
   impulse; every trigger is an example.  Group: the file.
 - Simulated (``shotline.simulate``): random scenes of one source each among
-  6 sensors; triggers assigned to impulses with the simulator's truth,
+  6 sensors, rendered at 12 kHz and 16 kHz (the firmware's rate) in turn;
+  triggers assigned to impulses with the simulator's truth,
   located with ``shotline.locate``; levels from ``peak_dbfs`` and the INMP441
   calibration.  Group: the scene.
 """
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shotline import classify_features as cf
+from shotline.classify import LOCATED_STATUSES
 
 REAL_RATE_HZ = 12000
 MATCH_S = 0.010         # a trigger within this of a reference arrival is that arrival
@@ -77,7 +79,11 @@ def _detect(audio_int16, rate_hz):
 
 
 def _locate(positions_m, times_s, temperature_c):
-    """(position (3,), 95 % ellipse semi-major m, emission time s), or None unless status ok."""
+    """(position (3,), 95 % ellipse semi-major m, emission time s), or None.
+
+    An ``ambiguous`` fix counts, with its best-fit solution (the one the
+    locator puts first), as ``classify.event_position_m`` does.
+    """
     from shotline.locate import locate
 
     try:
@@ -85,7 +91,7 @@ def _locate(positions_m, times_s, temperature_c):
                      temperature_c=temperature_c)
     except ValueError:
         return None
-    if fix.status != "ok" or not np.all(np.isfinite(fix.position_m)):
+    if fix.status not in LOCATED_STATUSES or not np.all(np.isfinite(fix.position_m)):
         return None
     return np.asarray(fix.position_m, dtype=float), float(fix.ellipse95_m.major_m), fix.t_emit_s
 
@@ -211,7 +217,7 @@ def confuser_examples(paths, rate_hz=REAL_RATE_HZ):
 
 # -- simulated ------------------------------------------------------------------------------
 
-SIM_RATE_HZ = 12000
+SIM_RATES_HZ = (12000, 16000)  # the Pittsburgh rate and the sensor firmware's rate, alternately
 SIM_DURATION_S = 14.0
 SIM_ORIGIN_LLH = (40.44, -79.99, 250.0)
 SIM_N_SENSORS = 6
@@ -268,7 +274,7 @@ def random_scene(index, seed=0):
               "height_m": 1.5, **_sim_source_params(kind, rng)}
     return {
         "name": f"classify-{seed}-{index}", "start_utc": "2026-07-04T22:00:00Z",
-        "duration_s": SIM_DURATION_S, "sample_rate_hz": SIM_RATE_HZ,
+        "duration_s": SIM_DURATION_S, "sample_rate_hz": SIM_RATES_HZ[index % len(SIM_RATES_HZ)],
         "seed": int(rng.integers(2 ** 31)),
         "weather": {"temperature_c": float(rng.uniform(-5, 30)),
                     "relative_humidity_pct": float(rng.uniform(30, 95)),
