@@ -169,6 +169,7 @@ def test_fetch_and_store_writes_flac_and_audits_every_request(sensor, keydir, tm
     assert rec["status"] == "ok" and rec["reason"] == "incident 12 review"
     data, rate = sf.read(rec["path"], dtype="int16")
     assert rate == RATE_HZ and len(data) == 6 * RATE_HZ
+    assert stat.S_IMODE(os.stat(rec["path"]).st_mode) == 0o640
     with sf.SoundFile(rec["path"]) as f:
         meta = json.loads(f.comment)
         assert f.date == rec["start_utc"]

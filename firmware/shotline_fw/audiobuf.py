@@ -70,6 +70,7 @@ _HEAD_N = const(44)
 _HEAD_CRC_N = const(48)
 _NOTES_AT = const(50)                 # count u16 at 48, then (trigger_seq u32, onset offset i32)
 MAX_NOTES = const(57)                 # trigger notes one header holds
+_ZERO_TAIL = bytes(BLOCK_BYTES - _HEAD_CRC_N)
 FLAG_UTC = const(1)                   # utc_us is known
 FLAG_TAIL_CLEAN = const(2)            # blocks after n_samples hold no older audio
 _IOCTL_BLOCK_COUNT = const(4)
@@ -110,8 +111,7 @@ def _header_crc(buf):
 
 def pack_header(buf, h):
     """Write header ``h`` into the 512-byte ``buf`` (rest zeroed)."""
-    for i in range(_HEAD_CRC_N, len(buf)):
-        buf[i] = 0
+    buf[_HEAD_CRC_N:] = _ZERO_TAIL
     struct.pack_into(_HEAD, buf, 0, MAGIC, h.seq, h.session, h.first_sample, h.n_samples,
                      h.rate_hz, h.utc_us, h.flags, h.data_crc)
     n = min(len(h.notes), MAX_NOTES)

@@ -129,11 +129,12 @@ def save_flac(snip, out_dir):
     """Write ``snip`` as 16-bit FLAC in ``out_dir``; returns ``(path, sha256 hex)``.
 
     Tags: ``date`` = UTC start (ISO 8601), ``comment`` = JSON with sensor, trigger,
-    first sample index and rate.  Written to a temporary name, then renamed."""
+    first sample index and rate.  Written to a temporary name, then renamed; the
+    folder is created 0750 and the file is 0640 (audio is personal data)."""
     import soundfile as sf
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True, mode=0o750)
     path = out / file_name(snip)
     tmp = path.with_name(path.name + ".part")
     with sf.SoundFile(tmp, "w", samplerate=snip.sample_rate_hz, channels=1,
@@ -144,6 +145,7 @@ def save_flac(snip, out_dir):
                                 "sample_rate_hz": snip.sample_rate_hz,
                                 "start_utc_s": snip.start_utc_s})
         f.write(snip.samples)
+    os.chmod(tmp, 0o640)
     os.replace(tmp, path)
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
