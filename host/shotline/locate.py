@@ -58,7 +58,8 @@ DEFAULT_TIMING_SIGMA_S = 100e-6  # ShotSpotter's measured pulse-time sigma (Tech
 DEFAULT_GATE_S = 2e-3            # consistency gate when no timing sigma is given
 GATE_SIGMAS = 4.0
 MAX_SUBSETS = 1500
-CHI2_2DOF_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, 0.95
+CHI2_2DOF_95 = 5.991464547107979
+CHI2_TAIL = 1e-3                  # a consistent set's residuals fail the chi-square test this rarely  # chi-square quantile, 2 degrees of freedom, 0.95
 _GEOMETRY_RTOL = 1e-6
 _GROW_GATES = 3.0                # growth tries arrivals within this many gates
 _STARTS = 6                      # distinct starting points refined per event
@@ -512,10 +513,12 @@ def _fit_set(prob, used, P, t0, estimate_c):
     return P[0], float(t0[0]), float(c[0])
 
 
-def _consensus(prob, valid, group, gate, estimate_c):
-    """Candidate solutions ``(mask, P, t0, c, sse)``, best first.
+def _consensus(prob, valid, group, gate, sigma, estimate_c):
+    """Candidate solutions ``(mask, P, t0, c, sse, n_early)``, best first.
 
-    Best = most arrivals used, then the smallest sum of squared residuals.
+    Best = most arrivals used, then fewest sensors left with only early
+    arrivals (impossible for the true source: echoes are late), then the
+    smallest sum of squared residuals.
     Starts: the linear least-squares solution over all arrivals, and the
     minimal-subset solutions ranked by consensus (several distinct ones, so a
     second basin, e.g. a mirror image, is found too).
@@ -527,10 +530,11 @@ def _consensus(prob, valid, group, gate, estimate_c):
     if len(valid_idx) >= k + 2 and len(set(group[valid_idx])) == len(valid_idx):
         P0, t00 = _linear_start(prob.sensors[None], dt[None], valid[None].astype(float), k, prob.c_m_s)
         if np.all(np.isfinite(P0)):
-            results.append(_iterate(prob, valid, group, gate, valid.copy(), P0[0], float(t00[0]), estimate_c))
+            results.append(_iterate(prob, valid, group, gate, sigma, valid.copy(), P0[0], float(t00[0]),
+                                    estimate_c))
             if results[-1] is None:
                 results.pop()
-            elif len(valid_idx) >= k + 3:
+            elif len(valid_idx) >= k + 3 and results[-1][0].sum() == len(valid_idx):
                 return results  # every arrival consistent, with two or more to spare
     subs = _subsets(valid_idx, group, m)
     if len(subs):
@@ -547,22 +551,27 @@ def _consensus(prob, valid, group, gate, estimate_c):
             if n_in[i] < m or any(np.linalg.norm(P[i] - t) < _DISTINCT_M for t in tried):
                 continue
             tried.append(P[i])
-            res = _iterate(prob, valid, group, gate, used[i], P[i], t0[i], estimate_c)
+            res = _iterate(prob, valid, group, gate, sigma, used[i], P[i], t0[i], estimate_c)
             if res is not None:
                 results.append(res)
             if len(tried) >= _STARTS:
                 break
-    results.sort(key=lambda res: (-int(res[0].sum()), res[4]))
+    results.sort(key=lambda res: (-int(res[0].sum()), res[5], res[4]))
     return results
 
 
-def _iterate(prob, valid, group, gate, mask, P, t0, estimate_c):
+def _iterate(prob, valid, group, gate, sigma, mask, P, t0, estimate_c):
     """Refit on the set and re-gate against all arrivals until the set is
-    stable, then grow it one arrival at a time while the fit stays consistent.
+    stable; trim the latest arrival while the set fails the chi-square test;
+    then grow it one arrival at a time while the fit stays consistent.
 
-    Returns ``(mask, P, t0, c, sse)``, or None when no consistent set remains.
+    A set is consistent when every residual is within ``gate`` and the sum of
+    squared residuals over ``sigma^2`` is below the 99.9 % chi-square quantile.
+    Returns ``(mask, P, t0, c, sse, n_early)``, or None when no consistent set
+    remains; ``n_early`` counts sensors left with only early arrivals.
     """
     dt = np.where(valid, prob.dt_s, 0.0)
+    m = prob.k + 1
 
     def fit(mask, P, t0):
         fit_c = estimate_c and mask.sum() >= prob.k + 3
@@ -570,34 +579,44 @@ def _iterate(prob, valid, group, gate, mask, P, t0, estimate_c):
         r = _residuals(prob.sensors[None], dt[None], P[None], np.array([t0]), np.array([c]))[0]
         return P, t0, c, r
 
+    def consistent(mask, r):
+        n = int(mask.sum())
+        if n < m or np.max(np.abs(r[mask])) > gate:
+            return False
+        dof = n - m
+        return dof <= 0 or float(np.sum(r[mask] ** 2)) / sigma ** 2 <= _chi2_limit(dof)
+
     P, t0, c, r = fit(mask, P, t0)
     for _ in range(5):
         new_mask = _select(r[None], valid, group, gate)[0][0]
-        if new_mask.sum() < prob.k + 1 or np.array_equal(new_mask, mask):
+        if new_mask.sum() < m or np.array_equal(new_mask, mask):
             break
         mask = new_mask
         P, t0, c, r = fit(mask, P, t0)
+    # Trim: within the gate one by one, yet too spread together; the latest goes
+    # first (an echo is late, and the fit spreads its delay over the others).
+    while mask.sum() > m and not consistent(mask, r):
+        mask = mask.copy()
+        mask[np.flatnonzero(mask)[np.argmax(r[mask])]] = False
+        P, t0, c, r = fit(mask, P, t0)
     # Growth: a minimal subset's solution can put a good arrival just outside the
     # gate; the refit including it decides.  Echoes far beyond the gate are not tried.
-    tried = 0
-    while tried < 4:
+    for _ in range(4):
         taken = np.zeros(int(group.max()) + 1, dtype=bool)
         taken[group[mask]] = True
         cand = np.flatnonzero(valid & ~mask & ~taken[group] & (np.abs(r) <= _GROW_GATES * gate))
         if len(cand) == 0:
             break
-        i = cand[np.argmin(np.abs(r[cand]))]
         trial = mask.copy()
-        trial[i] = True
+        trial[cand[np.argmin(np.abs(r[cand]))]] = True
         P2, t02, c2, r2 = fit(trial, P, t0)
-        tried += 1
-        if np.max(np.abs(r2[trial])) <= gate:
-            mask, P, t0, c, r = trial, P2, t02, c2, r2
-        else:
+        if not consistent(trial, r2):
             break
-    if mask.sum() < prob.k + 1 or np.max(np.abs(r[mask])) > gate:
+        mask, P, t0, c, r = trial, P2, t02, c2, r2
+    if not consistent(mask, r):
         return None
-    return mask, P, t0, c, float(np.sum(r[mask] ** 2))
+    n_early = int(_select(r[None], valid, group, gate)[2][0])
+    return mask, P, t0, c, float(np.sum(r[mask] ** 2)), n_early
 
 
 def _reason(valid, used, r, group, gate):
@@ -648,6 +667,13 @@ def _make_fix(prob, valid, group, gate, mask, P, t0, c, sigma_given, estimate_c,
                residuals_s=_frozen(r), reasons=_reason(valid, mask, r, group, gate),
                residual_rms_s=rms, timing_sigma_s=sigma, timing_sigma_source=source, gdop=gdop,
                speed_of_sound_m_s=c, mode=prob.mode, message=message)
+
+
+def _chi2_limit(dof):
+    """Upper CHI2_TAIL quantile of the chi-square distribution with ``dof`` degrees of freedom."""
+    from scipy.special import chdtri
+
+    return float(chdtri(dof, CHI2_TAIL))
 
 
 def _geometry_rank(points, k):
@@ -717,11 +743,12 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
         return _empty_fix(prob, "degenerate",
                           f"sensors are {what}: a source and its mirror image fit equally",
                           sigma_nan, valid)
-    results = _consensus(prob, valid, group, gate_s, estimate_speed)
+    sigma_s = timing_sigma_s if timing_sigma_s is not None else gate_s / GATE_SIGMAS
+    results = _consensus(prob, valid, group, gate_s, sigma_s, estimate_speed)
     if not results:
         return _empty_fix(prob, "degenerate", "no closed-form solution for any sensor subset",
                           sigma_nan, valid)
-    mask, P, t0, c_fit, sse = results[0]
+    mask, P, t0, c_fit, sse, n_early = results[0]
     n_used = int(mask.sum())
     status, message = "ok", ""
     if n_used == m:
@@ -732,8 +759,8 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
                     estimate_speed, status, message)
     # Rivals: as many arrivals, all within the gate, somewhere else.
     solutions = [(fix, sse)]
-    for r_mask, r_P, r_t0, r_c, r_sse in results[1:]:
-        if r_mask.sum() < n_used:
+    for r_mask, r_P, r_t0, r_c, r_sse, r_early in results[1:]:
+        if r_mask.sum() < n_used or r_early > n_early:
             break
         rival = _make_fix(prob, valid, group, gate_s, r_mask, r_P, r_t0, r_c, timing_sigma_s,
                           estimate_speed, "ambiguous", "alternative solution")
