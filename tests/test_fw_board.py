@@ -83,6 +83,17 @@ def test_pps_loss_holdover_and_recovery(tmp_path):
         assert abs(err) < 30e-6 + t["time_unc_us"] * 1e-6
 
 
+def test_pps_from_a_receiver_without_fix_is_not_trusted(tmp_path):
+    b = board(tmp_path, impulses(16000, 14, [3.0, 12.0]))
+    b.pps_without_fix = True
+    b.advance(6)
+    b.gps_fix = False                 # RMC says V; PPS keeps coming from the receiver's clock
+    b.advance(8)
+    trig = triggers(b.frames())
+    assert trig[1]["time_quality"] == "pps"
+    assert trig[2]["time_quality"] == "holdover" and trig[2]["holdover_s"] >= 4
+
+
 def test_no_gps_fix_means_no_time(tmp_path):
     b = board(tmp_path, impulses(16000, 5, [3.0]))
     b.gps_fix = False

@@ -238,8 +238,10 @@ class App:
         return self.block_clock.sample_q8(self.clock.ticks_us())
 
     def _time_inputs(self):
+        # A receiver that reports no fix may still pulse PPS from its own
+        # free-running clock: such edges are not UTC and are ignored (holdover).
         stamps = self.capture.pps_stamps()
-        if stamps and self.block_clock.ready:
+        if stamps and self.block_clock.ready and self.nmea.fix:
             for t in stamps:
                 self.time.pps(self.block_clock.sample_q8(t))
         data = self.uart.read()

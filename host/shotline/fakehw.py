@@ -315,6 +315,7 @@ class FakeBoard:
         self.temp_c = 21.5
         self.pps_enabled = True
         self.gps_fix = True
+        self.pps_without_fix = False   # True: PPS keeps pulsing when the fix is lost
         self.gps_position = (40.4406, -79.9959, 300.0)
         self.polls = 0
         self.polling = True      # False: the main loop is stuck, IRQs still run
@@ -416,7 +417,7 @@ class FakeBoard:
         self._push(self.clock.t_s + self.loop_period_s, self._tick, None)
 
     def _gps_second(self, utc_s):
-        if self.gps_fix and self.pps_enabled and self.pps_handler is not None:
+        if (self.gps_fix or self.pps_without_fix) and self.pps_enabled and self.pps_handler is not None:
             self.pps_handler(None)
         self._push(self.clock.t_s + self.nmea_delay_s, self._nmea, (utc_s, self.gps_fix))
         self._push(utc_s + 1 - self.utc0_s + self.rng.normal(0, self.pps_jitter_s),
