@@ -69,8 +69,8 @@ def _xw(t_c, rh_pct, p_pa):
 def speed_of_sound_m_s(temperature_c, relative_humidity_pct=None, pressure_kpa=STANDARD_PRESSURE_KPA):
     """Speed of sound in air (m/s), Cramer (1993).
 
-    ``relative_humidity_pct`` None means dry air.  Humidity adds up to about
-    +1.5 m/s at 30 °C; pressure matters by millimetres per second.
+    ``relative_humidity_pct`` None means dry air.  Saturated air is faster by
+    about 1.3 m/s at 20 °C and 2.3 m/s at 30 °C; pressure matters by mm/s.
 
     >>> round(speed_of_sound_m_s(0.0), 2)
     331.45
