@@ -6,6 +6,11 @@
    (machine microbit, nRF51 Cortex-M0) with -icount shift=0, where one
    instruction takes 1 ns of virtual time and TIMER0 (16 MHz) counts them.
    The loop that makes the input is measured separately and subtracted.
+   Then cycles: QEMU logs every executed instruction (-singlestep -d exec);
+   each executed detector instruction (and the libgcc/libc helpers it calls)
+   is weighted by the Cortex-M0+ cycle table (loads/stores 2, taken branches
+   2, BL 3, PUSH/POP 1+N, single-cycle multiply as on the RP2040, zero wait
+   states), for -Os (the make cross build) and -O2.
    Skipped with a message when arm-none-eabi-gcc or qemu-system-arm is missing.
 """
 import shutil
@@ -49,6 +54,83 @@ def host(rate=16000, seconds=60, block=256):
               % (name, msps, msps * 1e6 / rate, rate, n_trig, seconds))
 
 
+# Cortex-M0+ cycle counts (ARM DDI 0484, "Cortex-M0+ instruction summary"),
+# with the single-cycle multiplier the RP2040 has and zero-wait-state memory.
+_COND = {"beq", "bne", "bcs", "bhs", "bcc", "blo", "bmi", "bpl", "bvs", "bvc", "bhi", "bls",
+         "bge", "blt", "bgt", "ble"}
+
+
+def _cycles(mnemonic, operands, taken):
+    m = mnemonic.split(".")[0]
+    regs = operands.count(",") + 1 if "{" in operands else 0
+    if m in _COND:
+        return 2 if taken else 1
+    if m in ("b",):
+        return 2
+    if m == "bl":
+        return 3
+    if m in ("bx", "blx"):
+        return 2
+    if m == "push" or m.startswith("stm"):
+        return 1 + regs
+    if m == "pop":
+        return 3 + regs if "pc" in operands else 1 + regs
+    if m.startswith("ldm"):
+        return 1 + regs
+    if m.startswith(("ldr", "str")):
+        return 2
+    return 1
+
+
+def _build(gcc, tmp, rate, blocks, only_run=None, opt="-Os"):
+    (tmp / "m0_config.h").write_text(", ".join(str(v) for v in detconfig.config(rate)) + "\n")
+    elf = tmp / ("bench%s.elf" % ("" if only_run is None else only_run))
+    defs = ["-DBLOCKS=%d" % blocks] + ([] if only_run is None else ["-DONLY_RUN=%d" % only_run])
+    subprocess.run([gcc, "-mcpu=cortex-m0plus", "-mthumb", opt, "-std=c99", "-ffreestanding",
+                    "-nostartfiles", *defs, "-I", str(tmp), "-I", str(ROOT / "native"),
+                    "-T", str(BENCH_C / "m0.ld"), str(BENCH_C / "m0_bench.c"),
+                    str(ROOT / "native" / "impulse.c"), "-o", str(elf), "-lgcc", "-lc"],
+                   check=True)
+    return elf
+
+
+def _qemu(qemu, elf, *extra):
+    res = subprocess.run([qemu, "-M", "microbit", "-nographic", "-monitor", "none",
+                          "-serial", "none", "-semihosting", "-icount", "shift=0", *extra,
+                          "-kernel", str(elf)], capture_output=True, text=True, timeout=300)
+    return [int(v) for v in (res.stdout + res.stderr).split()[:6]]
+
+
+def _trace_cycles(qemu, elf, tmp):
+    """Cycles per detector sample from a one-instruction-per-block exec trace."""
+    import re
+
+    objdump = shutil.which("arm-none-eabi-objdump")
+    nm = shutil.which("arm-none-eabi-nm")
+    syms = {}
+    for line in subprocess.run([nm, str(elf)], capture_output=True, text=True).stdout.splitlines():
+        addr, _, name = line.split()
+        syms[name] = int(addr, 16)
+    lo, hi = syms["impulse_state_size"], syms["config"]  # detector + libgcc/libc helpers
+    insns = {}
+    for line in subprocess.run([objdump, "-d", str(elf)], capture_output=True,
+                               text=True).stdout.splitlines():
+        m = re.match(r"\s+([0-9a-f]+):\s+[0-9a-f]{4}(?: [0-9a-f]{4})?\s+(\S+)\s*(.*)", line)
+        if m and lo <= int(m.group(1), 16) < hi:
+            insns[int(m.group(1), 16)] = (m.group(2), m.group(3))
+    log = tmp / "trace.log"
+    out = _qemu(qemu, elf, "-singlestep", "-d", "exec,nochain", "-D", str(log))
+    pcs = [int(m.group(1), 16) for m in
+           re.finditer(r"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/", log.read_text(), re.M)]
+    cycles = instructions = 0
+    for pc, nxt in zip(pcs, pcs[1:] + [0]):
+        if pc in insns:
+            mnemonic, operands = insns[pc]
+            cycles += _cycles(mnemonic, operands, nxt != pc + 2)
+            instructions += 1
+    return out[0], instructions, cycles, out[4]
+
+
 def m0(rate=16000):
     gcc, qemu = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm")
     if not gcc or not qemu:
@@ -56,28 +138,25 @@ def m0(rate=16000):
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "m0_config.h").write_text(", ".join(str(v) for v in detconfig.config(rate)) + "\n")
-        elf = tmp / "bench.elf"
-        subprocess.run([gcc, "-mcpu=cortex-m0plus", "-mthumb", "-Os", "-std=c99", "-ffreestanding",
-                        "-nostartfiles", "-I", str(tmp), "-I", str(ROOT / "native"),
-                        "-T", str(BENCH_C / "m0.ld"), str(BENCH_C / "m0_bench.c"),
-                        str(ROOT / "native" / "impulse.c"), "-o", str(elf), "-lgcc", "-lc"],
-                       check=True)
-        res = subprocess.run([qemu, "-M", "microbit", "-nographic", "-monitor", "none",
-                              "-serial", "none", "-semihosting", "-icount", "shift=0",
-                              "-kernel", str(elf)], capture_output=True, text=True, timeout=120)
-    fields = (res.stdout + res.stderr).split()
-    if len(fields) < 6:
-        print("cortex-m0: emulator gave no result: %r" % (res.stdout + res.stderr)[:200])
-        return
-    n, shots, quiet, base, n_trig, n_quiet = (int(v) for v in fields[:6])
-    insn = lambda ticks: (ticks - base) * 62.5 / n  # 16 MHz timer, 1 ns per instruction
-    print("cortex-m0 (qemu microbit, -icount shift=0), %d samples at %d Hz:" % (n, rate))
-    print("  noise only: %.0f instructions/sample (%d triggers)" % (insn(quiet), n_quiet))
-    print("  a shot every 256 ms: %.0f instructions/sample (%d triggers, onset pick and "
-          "features included)" % (insn(shots), n_trig))
-    print("  target <= 200 cycles/sample; %.1f %% of one 133 MHz RP2040 core at %.0f "
-          "instructions/sample" % (100 * insn(shots) * rate / 133e6, insn(shots)))
+        fields = _qemu(qemu, _build(gcc, tmp, rate, 24))
+        if len(fields) < 6:
+            print("cortex-m0: the emulator gave no result")
+            return
+        n, shots, quiet, base, n_trig, n_quiet = fields
+        insn = lambda ticks: (ticks - base) * 62.5 / n  # 16 MHz timer, 1 ns per instruction
+        print("cortex-m0 (qemu microbit, -icount shift=0), %d samples at %d Hz:" % (n, rate))
+        print("  noise only: %.0f instructions/sample (%d triggers)" % (insn(quiet), n_quiet))
+        print("  a shot every 256 ms: %.0f instructions/sample (%d triggers; onset pick and "
+              "features included)" % (insn(shots), n_trig))
+        print("  cycles from an instruction trace (-singlestep -d exec) weighted by the "
+              "Cortex-M0+ cycle table, %d-sample runs:" % (8 * 1024))
+        for opt in ("-Os", "-O2"):
+            for only, label in ((0, "noise only"), (1, "a shot every 256 ms")):
+                n, ins, cyc, trig = _trace_cycles(qemu, _build(gcc, tmp, rate, 8, only, opt), tmp)
+                print("    %s, %s (%d triggers): %.0f instructions, %.0f cycles/sample "
+                      "(target <= 200) = %.1f %% of a 133 MHz core"
+                      % (opt, label, trig, ins / n, cyc / n, 100 * cyc / n * rate / 133e6))
+
 
 if __name__ == "__main__":
     host()

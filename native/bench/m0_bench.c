@@ -2,8 +2,10 @@
  * Cortex-M0 cost of impulse_process under QEMU (machine microbit, nRF51).
  * Run with -icount shift=0 (one instruction = 1 ns of virtual time); the
  * nRF51 TIMER0 at 16 MHz then counts instructions / 62.5.  Prints
- * "<samples> <timer ticks> <triggers>" and an empty-loop baseline through
- * semihosting, then exits.  Used by bench/detector.py.
+ * "<samples> <ticks with shots> <ticks noise only> <ticks input only>
+ * <triggers with shots> <triggers noise only>" through semihosting, then
+ * exits.  With -DONLY_RUN=1 (shots) or 0 (noise) it runs just that case, for
+ * an instruction trace.  Used by bench/detector.py.
  */
 #include <stdint.h>
 #include "impulse.h"
@@ -11,7 +13,9 @@
 #define TIMER0 0x40008000u
 #define REG(off) (*(volatile uint32_t *)(TIMER0 + (off)))
 #define BLOCK_N 1024
+#ifndef BLOCKS
 #define BLOCKS 24
+#endif
 
 extern uint32_t _estack;
 void reset_handler(void);
@@ -110,9 +114,14 @@ void reset_handler(void)
         print("init failed\n");
         semihost(0x18, exit_args);
     }
+#ifdef ONLY_RUN
+    with_shots = quiet = base = run(ONLY_RUN, 1, &n_shots);
+    n_quiet = n_base = n_shots;
+#else
     with_shots = run(1, 1, &n_shots);
     quiet = run(0, 1, &n_quiet);
     base = run(1, 0, &n_base);
+#endif
     print_u32((uint32_t)(BLOCKS * BLOCK_N));
     print_u32(with_shots);
     print_u32(quiet);
