@@ -33,6 +33,7 @@ from shotline.timeutil import format_utc
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo-night.json"
 BURST_GAP_S = 2.0           # events at one place closer than this in time are one incident
+AGREE_M = 20.0              # shots of one burst located this close agree on its place
 BURST_RADIUS_M = 200.0      # ... and closer than this in space (a burst's echoes can make
                             # phantom fixes ~100 m off; a dispatcher wants one incident)
 MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within this time
@@ -55,9 +56,15 @@ class Incident:
     def last_s(self):
         return max(e["t_emit_utc_s"] for e in self.events)
 
-    def best(self):
-        """The event heard by the most sensors (then the smallest ellipse): the incident's fix."""
-        return min(self.events, key=lambda e: (-e["n_sensors"], _major(e)))
+    def best(self, frame):
+        """The incident's fix: the event most of the burst agrees with (other events
+        within ``AGREE_M``), then the one the most sensors heard, then the smallest
+        ellipse.  Echoes in a fast burst make scattered phantom fixes; the real
+        shots pile up on one spot."""
+        def support(e):
+            return sum(_horizontal_m(frame, e["position_llh"], o["position_llh"]) <= AGREE_M
+                       for o in self.events)
+        return max(self.events, key=lambda e: (support(e), e["n_sensors"], -_major(e)))
 
 
 def _major(event):
@@ -249,7 +256,7 @@ class Night:
             return {}
         from shotline.classify import classify_event
 
-        best = inc.best()
+        best = inc.best(self.frame)
         triggers = []
         for rec in self.store.query("SELECT * FROM triggers WHERE event_id=?", (best["id"],)):
             rec.update(json.loads(rec.pop("features")))
@@ -276,7 +283,7 @@ class Night:
 
         self._raised.update(e["event_id"] for e in inc.events)
         first = min(inc.events, key=lambda e: e["t_emit_utc_s"])
-        best = inc.best()
+        best = inc.best(self.frame)
         lat, lon, alt = best["position_llh"]
         sensors = sorted({s["sensor"] for e in inc.events for s in e["sensors"]})
         matches = [self.truth.match(e) for e in inc.events]

@@ -12,9 +12,10 @@ sound for the temperature plus the wind component along the path.
 
 Each source-sensor pair gets the direct path, a ground reflection (image
 source below the ground, pressure reflection coefficient ``R``) and a few
-random wall echoes 5-80 ms later and 3-12 dB weaker; each path also loses a
-random 0..``excess_attenuation_db`` (buildings, barriers).  The echoes are a
-statistical model of a street, not ray tracing.
+random wall echoes 5-80 ms later and 3-12 dB weaker; the pair also loses a
+random 0..``excess_attenuation_db`` on every path (buildings, barriers), so an
+echo is never louder than the direct sound (line of sight is assumed).  The
+echoes are a statistical model of a street, not ray tracing.
 """
 import math
 from dataclasses import dataclass
@@ -46,21 +47,18 @@ def paths(src_enu_m, rcv_enu_m, speed_m_s, wind_en_m_s, propagation, rng):
     """The direct path (first), a ground reflection and ``propagation.echoes`` echoes."""
     src = np.asarray(src_enu_m, float)
     rcv = np.asarray(rcv_enu_m, float)
-
-    def excess():
-        return 10 ** (-rng.uniform(0, propagation.excess_attenuation_db) / 20)
-
+    excess = 10 ** (-rng.uniform(0, propagation.excess_attenuation_db) / 20)
     t0, r0 = travel_time_s(src, rcv, speed_m_s, wind_en_m_s)
     r0 = max(r0, 1.0)
-    out = [Path(r0, t0, excess())]
+    out = [Path(r0, t0, excess)]
     if propagation.ground_reflection > 0 and src[2] > 0 and rcv[2] > 0:
         image = src * (1, 1, -1)
         tg, rg = travel_time_s(image, rcv, speed_m_s, wind_en_m_s)
-        out.append(Path(rg, tg, propagation.ground_reflection * excess()))
+        out.append(Path(rg, tg, propagation.ground_reflection * excess))
     for _ in range(propagation.echoes):
         extra_s = rng.uniform(0.005, 0.080)
         loss = 10 ** (-rng.uniform(3, 12) / 20)
-        out.append(Path(r0 + extra_s * speed_m_s, t0 + extra_s, loss * excess()))
+        out.append(Path(r0 + extra_s * speed_m_s, t0 + extra_s, loss * excess))
     return out
 
 
