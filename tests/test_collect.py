@@ -196,3 +196,17 @@ def test_ports_can_be_added_while_running(tmp_path, boards):
         assert c.add_port(b.path) and not c.add_port(b.path)
         assert wait_until(lambda: not b.unacked())
     assert stored(store) == [("vsb", 1)]
+
+
+def test_stop_acknowledges_everything_it_stored(tmp_path, boards):
+    bs = [boards(f"vs{i}", resend_s=60) for i in range(3)]
+    store = Store(tmp_path / "c.sqlite")
+    with Collector(store, [b.path for b in bs]) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        for _ in range(30):
+            for b in bs:
+                b.trigger()
+        time.sleep(0.05)  # stop while triggers are still streaming in
+    for b in bs:
+        mine = {s for sensor, s in stored(store) if sensor == b.sensor_id}
+        assert wait_until(lambda: b.acked == mine, 2)  # ACKs already sent before the port closed

@@ -95,7 +95,10 @@ class Collector:
         self._work = queue.Queue()
         self._stop = threading.Event()
         self._readers_done = threading.Event()
-        self._threads = []
+        self._drained = threading.Event()
+        self._holding = set()  # ports whose reader stopped reading, link still open
+        self._readers = {}
+        self._writer_thread = None
         self._trigger_rows = collections.OrderedDict()  # (sensor_id, seq) -> row id, recent
         self._run_key = f"{time.time():.6f}"
         self._last_new_trigger_mono = time.monotonic()
@@ -104,18 +107,23 @@ class Collector:
 
     # -- lifecycle --------------------------------------------------------
     def start(self):
-        if self._threads:
+        if self._writer_thread is not None:
             raise RuntimeError("collector already started")
         self._stop.clear()
         self._readers_done.clear()
-        readers = [threading.Thread(target=self._reader, args=(p,), name=f"read {p}", daemon=True)
-                   for p in self.ports]
-        writer = threading.Thread(target=self._writer, name="writer", daemon=True)
-        self._threads = readers + [writer]
-        for t in self._threads:
-            t.start()
+        self._drained.clear()
+        self._holding.clear()
+        self._writer_thread = threading.Thread(target=self._writer, name="writer", daemon=True)
+        self._writer_thread.start()
+        for port in self.ports:
+            self._start_reader(port)
         _log(logging.INFO, "collector started", ports=self.ports, store=self.store.path)
         return self
+
+    def _start_reader(self, port):
+        t = threading.Thread(target=self._reader, args=(port,), name=f"read {port}", daemon=True)
+        self._readers[port] = t
+        t.start()
 
     def add_port(self, port):
         """Start collecting from another port (e.g. a board plugged in later); no-op if known."""
@@ -124,25 +132,29 @@ class Collector:
             return False
         self.ports.append(port)
         self.boards[port] = BoardStatus(port=port)
-        if self._threads:
-            t = threading.Thread(target=self._reader, args=(port,), name=f"read {port}", daemon=True)
-            self._threads.insert(0, t)
-            t.start()
+        if self._writer_thread is not None and not self._stop.is_set():
+            self._start_reader(port)
             _log(logging.INFO, "port added", port=port)
         return True
 
     def stop(self, timeout_s=10.0):
         """Stop reading, store and acknowledge what was received, flush the associator."""
-        if not self._threads:
+        if self._writer_thread is None:
             return
         self._stop.set()
-        *readers, writer = self._threads
         deadline = time.monotonic() + timeout_s
-        for t in readers:
-            t.join(max(0.0, deadline - time.monotonic()))
+        # Readers stop reading but keep their ports open until the writer has
+        # stored and acknowledged everything they queued.
+        while time.monotonic() < deadline and any(
+                t.is_alive() and p not in self._holding for p, t in self._readers.items()):
+            time.sleep(0.01)
         self._readers_done.set()
-        writer.join(max(0.0, deadline - time.monotonic()))
-        self._threads = []
+        self._writer_thread.join(max(0.0, deadline - time.monotonic()))
+        self._drained.set()
+        for t in self._readers.values():
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._readers.clear()
+        self._writer_thread = None
         _log(logging.INFO, "collector stopped", **self.stats)
 
     def __enter__(self):
@@ -193,6 +205,9 @@ class Collector:
                 _log(level, "board disconnected" if status.connected else "board not answering",
                      port=port, sensor_id=status.sensor_id, error=str(exc), retry_s=round(delay_s, 3))
             finally:
+                if self._stop.is_set() and port in self._links:
+                    self._holding.add(port)
+                    self._drained.wait(30.0)  # the writer's last ACKs still use this link
                 status.connected = False
                 self._links.pop(port, None)
                 link.close()
@@ -262,6 +277,7 @@ class Collector:
                 self._write(items)
             except Exception as exc:  # keep collecting: unacked triggers will be resent
                 _log(logging.ERROR, "write failed", error=repr(exc), items=len(items))
+        self._drained.set()
         self._flush_associator()
 
     def _write(self, items):
