@@ -182,6 +182,37 @@ def m0_code_size():
           f"{32 + 32 + 1024} bytes for the hashed message")
 
 
+def m0_instructions():
+    """Instructions of one verify on ARMv6-M, counted by qemu (-icount shift=0)."""
+    cc, qemu = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm")
+    if not cc or not qemu:
+        print("== ARMv6-M instruction count: skipped (arm-none-eabi-gcc or qemu-system-arm missing)")
+        return
+    native, here = ROOT / "native", ROOT / "bench" / "privacy_m0"
+    flags = ["-std=c99", "-Os", "-mcpu=cortex-m0plus", "-mthumb", "-ffunction-sections",
+             "-fdata-sections", "-Wno-sign-compare", "-I", str(native)]
+    srcs = [here / "m0main.c", native / "verify.c", native / "monocypher" / "monocypher.c",
+            native / "monocypher" / "sha512" / "sha512-blocks.c",
+            native / "monocypher" / "sha512" / "sha512-hash.c"]
+    with tempfile.TemporaryDirectory() as d:
+        elf = f"{d}/m0.elf"
+        subprocess.run([cc, *flags, "-nostartfiles", "-T", str(here / "m0.ld"), "-Wl,--gc-sections",
+                        *map(str, srcs), "-o", elf, "-lgcc"], check=True)
+        run = subprocess.run([qemu, "-M", "microbit", "-nographic", "-icount", "shift=0",
+                              "-semihosting-config", "enable=on,target=native", "-kernel", elf],
+                             capture_output=True, text=True, timeout=120)
+    out = run.stdout + run.stderr
+    vals = dict((w[0], int(w[1], 16)) for w in (line.split() for line in out.splitlines())
+                if len(w) == 2 and w[0] in ("valid", "verify_ticks", "weak", "weak_key_ticks"))
+    assert vals["valid"] == 0 and vals["weak"] == 3, out
+    instr = vals["verify_ticks"] * 62.5          # 16 MHz ticks of 1-ns instructions
+    weak = vals["weak_key_ticks"] * 62.5
+    print("== ARMv6-M (Cortex-M0 in qemu, -icount: 1 instruction = 1 ns), RFC 8032 TEST 1")
+    print(f"  one verify: {instr / 1e6:.1f} M instructions, of which the small-order key check "
+          f"{weak / 1e6:.1f} M; at 125 MHz and 1.0-1.5 cycles/instruction: "
+          f"{instr / 125e6 * 1000:.0f}-{instr * 1.5 / 125e6 * 1000:.0f} ms on the RP2040")
+
+
 if __name__ == "__main__":
     card_plan()
     ring = write_bandwidth()
@@ -189,3 +220,4 @@ if __name__ == "__main__":
     micropython_write_rate()
     verify_time()
     m0_code_size()
+    m0_instructions()
