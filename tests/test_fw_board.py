@@ -48,7 +48,8 @@ def test_trigger_times_track_a_drifting_crystal(tmp_path):
         truth = b.sample_utc_s(t["onset_sample"] + t["onset_frac"])
         rec = wire.trigger_record(t)
         assert rec["time_quality"] == "pps" and not rec["holdover"]
-        assert abs(rec["onset_utc_s"] - truth) < 30e-6, (t["seq"], (rec["onset_utc_s"] - truth) * 1e6)
+        err_us = (rec["onset_utc_s"] - truth) * 1e6
+        assert abs(err_us) < 30 and abs(err_us) < 3 * rec["time_unc_us"] + 2, (t["seq"], err_us)
         assert rec["lat_deg"] == 40.4406248 and rec["sensor_id"] == "T1"
     # the fitted rate follows the crystal (about -43 ppm plus drift)
     assert trig[5]["rate_hz"] == pytest.approx(16000 * (1 - 43e-6 + 0.05e-6 * 28.9), abs=0.03)

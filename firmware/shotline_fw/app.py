@@ -281,6 +281,8 @@ class App:
     def _record(self, feats):
         s_q8 = feats["onset_sample"] * 256 + int(feats["onset_frac"] * 256)
         utc_s, utc_us, quality, holdover_s, unc_us = self.time.utc(s_q8, self.now_q8())
+        if quality == wire.TIME_PPS or quality == wire.TIME_HOLDOVER:
+            unc_us += self.block_clock.uncertainty_us()
         cfg = self.cfg
         rec = {
             "sensor_id": self.sensor_id, "seq": self.outbox.next_seq, "boot": self.boot,
@@ -346,6 +348,8 @@ class App:
                     "holdover_s": 0, "rate_hz": None, "pps_count": 0}
         now = self.now_q8()
         utc_s, utc_us, quality, holdover_s, unc = self.time.utc(now, now)
+        if quality == wire.TIME_PPS or quality == wire.TIME_HOLDOVER:
+            unc += self.block_clock.uncertainty_us()
         return {"time_quality": quality, "utc_s": utc_s, "utc_us": utc_us, "time_unc_us": unc,
                 "holdover_s": holdover_s, "rate_hz": _round(self.time.rate_hz),
                 "pps_count": self.time.pps_count}

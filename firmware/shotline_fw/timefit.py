@@ -104,6 +104,16 @@ class BlockClock:
                 best = q
         return best
 
+    def uncertainty_us(self):
+        """How far the envelope may sit above the latency-free line, µs: the mean
+        height of the window minima over the lowest, divided by their number."""
+        if not self._mins:
+            return 0
+        total = 0
+        for q in self._mins:
+            total += self._offset(q) - self._off
+        return total // (self._num * len(self._mins) * len(self._mins))
+
     def sample_q8(self, t_us):
         """Q8 sample index at MCU time ``t_us`` (within minutes of the last block)."""
         t = self._unwrap(t_us)
