@@ -1,0 +1,57 @@
+"""Location on ShotSpotter's Pittsburgh 2018 live-fire data (CC BY 4.0), a subset.
+
+The whole of FP1-FP6 is in ``make eval`` (eval/locate.py).  The survey is phone
+GPS, good to about 2.5 m; Tech Note 098 reports per-FP RMS errors up to 6.4 m.
+"""
+import numpy as np
+import pytest
+
+from shotline.locate import locate
+
+
+@pytest.fixture(scope="module")
+def one_test_per_fp(pittsburgh_tests):
+    chosen = {}
+    for test in pittsburgh_tests:
+        if test.rounds == 3 and len(test.shots) == 3:
+            chosen.setdefault(test.firing_position, test)
+    assert len(chosen) == 6
+    return [chosen[fp] for fp in sorted(chosen)]
+
+
+def test_shots_from_shotspotter_pulses_land_near_the_survey(one_test_per_fp):
+    errors = []
+    for test in one_test_per_fp:
+        by_id = test.pulse_by_uuid()
+        for shot in test.shots:
+            pulses = [by_id[u] for u in shot if u in by_id]
+            fix = locate([p.position_m for p in pulses], [p.arrival_utc_s for p in pulses],
+                         temperature_c=test.temperature_c, source_up_m=test.survey_m[2], gate_s=0.04)
+            assert fix.status == "ok", (test.name, fix.message)
+            assert fix.used.sum() >= 0.9 * len(pulses)
+            errors.append(np.linalg.norm(fix.position_m[:2] - np.array(test.survey_m[:2])))
+    errors = np.array(errors)
+    assert len(errors) == 18
+    assert errors.max() < 10.0 and np.sqrt(np.mean(errors ** 2)) < 6.5
+
+
+def test_shots_found_in_all_pulses_of_a_test(one_test_per_fp):
+    """All pulses of one test (3 shots, their echoes, other sensors' noise): the
+    largest consistent sets are the shots."""
+    test = one_test_per_fp[0]
+    pulses = test.pulses
+    sensors = np.array([p.position_m for p in pulses])
+    times = np.array([p.arrival_utc_s for p in pulses])
+    ids = [p.sensor for p in pulses]
+    free = np.ones(len(pulses), dtype=bool)
+    t_emit = []
+    for _ in range(test.rounds):
+        fix = locate(sensors, np.where(free, times, np.nan), temperature_c=test.temperature_c,
+                     source_up_m=test.survey_m[2], gate_s=0.01, sensor_ids=ids)
+        assert fix.status in ("ok", "ambiguous") and fix.used.sum() >= 8
+        assert np.linalg.norm(fix.position_m[:2] - np.array(test.survey_m[:2])) < 10.0
+        assert len({ids[i] for i in np.flatnonzero(fix.used)}) == fix.used.sum()  # one per sensor
+        t_emit.append(fix.t_emit_s)
+        free &= ~(np.abs(np.nan_to_num(fix.residuals_s, nan=np.inf)) <= 0.01)
+    gaps = np.diff(sorted(t_emit))
+    assert np.all(gaps > 0.2)  # three distinct shots, not one found three times
