@@ -245,7 +245,8 @@ int impulse_config_check(const impulse_config_t *c)
         || c->measure_n < c->post_n || c->measure_n > c->holdoff_n
         || c->zc_max_n < 1 || c->zc_max_n > c->lookback_n
         || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255
-        || c->mask_shift < 0 || c->mask_shift > 24 || c->peak_ratio_q4 <= 16 || c->peak_ratio_q4 > 4095) {
+        || c->mask_shift < 0 || c->mask_shift > 24 || c->peak_ratio_q4 <= 16 || c->peak_ratio_q4 > 4095
+        || c->supersede_q8 < 256 || c->supersede_q8 > 65535) {
         return IMPULSE_EINVAL;
     }
     if (c->band_lp1_q14 < 1 || c->band_lp1_q14 > (1 << IMPULSE_COEF_SHIFT)
@@ -369,9 +370,10 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t a
     if (st->phase == PHASE_MEASURE && st->countdown == 0) {
         finish(st, n, out, count, max_out);
     } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
-               && ((int64_t)st->sta << 8) > (int64_t)st->event_ref * c->ratio_q8) {
-        /* a much stronger pulse inside the hold-off (the muzzle blast after a
-           weak precursor): close this trigger early and start a new one */
+               && ((int64_t)st->sta << 8) > (int64_t)st->event_ref * c->supersede_q8) {
+        /* a stronger pulse inside the hold-off (the muzzle blast after a weak
+           precursor or a bullet's shock wave): close this trigger early and
+           start a new one */
         finish(st, n, out, count, max_out);
         start_trigger(st, n);
     }

@@ -23,9 +23,9 @@
  *      AIC change point of y^2, refined to the zero crossing at the start of
  *      the pulse with a sub-sample (Q16) fraction
  *   5. features accumulated over measure_n samples from the trigger, then the
- *      trigger is emitted.  A pulse whose STA exceeds ratio * the current
- *      trigger's STA peak (a muzzle blast after a weak precursor) closes the
- *      current trigger early and starts a new one despite the hold-off.  Conversion to dB / seconds is done by the binding.
+ *      trigger is emitted.  A pulse whose STA exceeds supersede * the current
+ *      trigger's STA peak (a muzzle blast after a weaker precursor) closes
+ *      the current trigger early and starts a new one despite the hold-off.  Conversion to dB / seconds is done by the binding.
  */
 #ifndef IMPULSE_H
 #define IMPULSE_H
@@ -45,7 +45,7 @@ extern "C" {
 #define IMPULSE_RING_MASK (IMPULSE_RING_N - 1)
 
 /* Number of int32 fields in impulse_config_t (for bindings that pack it). */
-#define IMPULSE_CONFIG_FIELDS 18
+#define IMPULSE_CONFIG_FIELDS 19
 
 /* Q formats used in the config and triggers. */
 #define IMPULSE_COEF_SHIFT 14 /* filter coefficients: Q14 */
@@ -79,6 +79,8 @@ typedef struct {
                               STA peak decaying with time constant 2^mask_shift samples */
     int32_t peak_ratio_q4; /* also trigger when |y| * 16 > max(LTA, mask) * peak_ratio_q4 (17..4095)
                               (a short spike the STA would average away) */
+    int32_t supersede_q8;  /* inside the hold-off, a pulse whose STA * 256 exceeds the current
+                              trigger's STA peak * supersede_q8 starts a new trigger */
 } impulse_config_t;
 
 /* ---- trigger (integers only; never audio) ------------------------------ */

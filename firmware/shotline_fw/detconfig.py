@@ -27,7 +27,7 @@ FIELDS = (
     "hp_pole_q14", "sta_shift", "lta_shift", "ratio_q8", "floor_q16",
     "holdoff_n", "warmup_n", "lookback_n", "post_n", "measure_n", "zc_max_n",
     "band_lp1_q14", "band_lp2_q14", "band_lp3_q14", "width_q8", "decay_q8",
-    "mask_shift", "peak_ratio_q4",
+    "mask_shift", "peak_ratio_q4", "supersede_q8",
 )
 
 DEFAULTS = {
@@ -47,6 +47,7 @@ DEFAULTS = {
     "width_db": -6.0,            # pulse width: envelope above this re its peak
     "decay_db": -20.0,           # decay time: from peak until envelope falls below this
     "echo_mask_s": 0.030,        # after a trigger, the reference level decays from its peak
+    "supersede_db": 2.0,         # a pulse this much stronger inside the hold-off re-triggers
 }
 
 
@@ -138,6 +139,7 @@ def config(sample_rate_hz, **overrides):
         _q(10 ** (float(p["decay_db"]) / 20), 256, 1, 255, "decay_db"),
         _shift(float(p["echo_mask_s"]), rate),
         _q(10 ** (float(p["peak_ratio_db"]) / 20), 16, 17, 4095, "peak_ratio_db"),
+        _q(10 ** (float(p["supersede_db"]) / 20), 256, 256, 65535, "supersede_db"),
     )
 
 

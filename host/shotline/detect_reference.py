@@ -101,7 +101,8 @@ def detect(samples, sample_rate_hz, **params):
             # STA peak and mask over the event, decaying as in the C
             ev_sta = sta[trig:end]
             ref_pick = ev_sta[:c["post_n"]].max()
-            stronger = np.nonzero((ev_sta > ref_pick) & (ev_sta > ref_pick * ratio))[0]
+            stronger = np.nonzero((ev_sta > ref_pick)
+                                  & (ev_sta > ref_pick * c["supersede_q8"] / 256))[0]
             stronger = stronger[stronger >= c["post_n"] - 1]
             if len(stronger):
                 close = trig + int(stronger[0])
