@@ -137,15 +137,16 @@ app.capture._native = lambda raw, dst, shift: None
 t_irq_native = per_call(one_irq)
 # 3. main loop per block, no trigger: take, time envelope, audio hook, detection, release
 t_block = per_call(one_block, 1000) - t_irq_native
-# 4. one trigger per block: features, UTC, JSON, outbox write, frame
+# 4. one trigger per block: features, UTC, JSON, outbox write (frame encoding stubbed)
 app.detection.engine.fire = True
+wire.encode_frame = lambda *a: b""
 t_trig = per_call(one_block, 40) - t_irq_native - t_block
+wire.encode_frame = encode_frame
 app.detection.engine.fire = False
 # 5. framing one trigger record: this interpreter's binascii is micropython-lib's
 #    pure-Python module (the rp2 port has the C one), so it is timed apart
 rec = json.loads(app.outbox.get(app.outbox.pending()[-1]))
 t_frame = per_call(lambda: wire.encode_json(wire.TRIGGER, 1, rec), 10, 3)
-t_trig -= t_frame
 # 6. heap allocated (garbage) per block and per trigger, with the collector off
 gc.collect()
 gc.disable()
@@ -154,13 +155,12 @@ for _ in range(100):
     one_block()
 alloc_block = (gc.mem_alloc() - a) / 100
 app.detection.engine.fire = True
+wire.encode_frame = lambda *a: b""
 a = gc.mem_alloc()
 for _ in range(20):
     one_block()
 alloc_trig = (gc.mem_alloc() - a) / 20 - alloc_block
-a = gc.mem_alloc()
-wire.encode_json(wire.TRIGGER, 1, rec)
-alloc_trig -= gc.mem_alloc() - a
+wire.encode_frame = encode_frame
 gc.enable()
 budget = BLOCK * 1e6 / RATE
 print(json.dumps({"budget_us": budget, "irq_us": t_irq, "block_us": t_block, "trigger_us": t_trig,
@@ -203,7 +203,53 @@ def main():
     print("  garbage per block (main loop, no trigger): %.0f bytes; per trigger (framing excluded): %.0f bytes"
           % (r["alloc_block"], r["alloc_trigger"]))
     print("  (the Pico's MicroPython heap is about 190 KB; the detector state is extra, see `make cross`)")
+    soak()
     return 0
+
+
+def soak(minutes=40):
+    """Trigger time accuracy over a long run of the real app on fake hardware."""
+    import time
+
+    import numpy as np
+
+    from shotline import fakehw
+    from shotline_fw import wire
+
+    rate = 16000
+    n = np.arange(int(0.02 * rate))
+    pulse = 9000 * np.exp(-n / (0.002 * rate)) * np.sin(2 * np.pi * 1500 * n / rate)
+
+    def audio():
+        rng = np.random.default_rng(0)
+        for k in range(minutes * 60):
+            x = rng.normal(0, 30, rate)
+            if k % 97 == 30:
+                x[rate // 3:rate // 3 + len(n)] += pulse
+            yield np.clip(x, -32768, 32767).astype(np.int16)
+
+    with tempfile.TemporaryDirectory() as root:
+        fakehw.write_config(root, sensor_id="soak", lat_deg=40.44, lon_deg=-79.99, alt_m=300.0)
+        board = fakehw.FakeBoard(root, audio=audio(), crystal_ppm=-37.0, drift_ppm_per_s=0.001,
+                                 i2s_latency_s=0.003)
+        dec = wire.StreamDecoder()
+        seen = {}
+        t0 = time.monotonic()
+        for _ in range(minutes * 60 // 10):
+            board.advance(10)
+            for f in dec.feed(board.usb.host_read()):
+                if f.type == wire.TRIGGER:
+                    t = f.json()
+                    board.command(wire.ACK, {"seqs": [t["seq"]]})
+                    truth = board.sample_utc_s(t["onset_sample"] + t["onset_frac"])
+                    seen[t["seq"]] = ((wire.trigger_record(t)["onset_utc_s"] - truth) * 1e6, t["time_unc_us"])
+        wall = time.monotonic() - t0
+    err = np.array([e for e, _ in seen.values()])
+    ratio = np.array([abs(e) / u for e, u in seen.values()])
+    print("time accuracy, fake hardware, %d min (crystal -37 ppm, IRQ latency 0-3 ms, tick wraps):" % minutes)
+    print("  %d triggers: onset UTC error mean %+.1f us, max |error| %.1f us, max |error|/time_unc_us %.1f"
+          % (len(err), err.mean(), np.abs(err).max(), ratio.max()))
+    print("  simulated %d s in %.1f s of wall time (%.0fx real time)" % (minutes * 60, wall, minutes * 60 / wall))
 
 
 if __name__ == "__main__":
