@@ -341,7 +341,7 @@ def test_cli_text(audio_files):
 def test_recall_and_onset_error_on_pittsburgh_subset(pittsburgh_tests):
     """The first three-round test of each firing position (91 pulses): recall within
     5 ms of ShotSpotter's arrival, and the onset error around its bias.  make eval
-    runs all 108 tests (recall 96 % there; this subset is harder, 94.5 %)."""
+    runs all 108 tests (recall 98.0 % there; 96.7 % on this harder subset)."""
     import importlib.util
     from pathlib import Path
 
@@ -356,6 +356,6 @@ def test_recall_and_onset_error_on_pittsburgh_subset(pittsburgh_tests):
     assert len(chosen) == 6
     s = ev.summarize([ev.score_test(t) for t in chosen.values()])
     assert s["pulses"] >= 80
-    assert s["recall"] >= 0.93, s["misses"]
+    assert s["recall"] >= 0.95, s["misses"]
     assert 0.0 <= s["median_error_us"] <= 1600  # our onset is ~1.1 ms after their arrival
     assert s["median_abs_error_after_bias_us"] <= 600
