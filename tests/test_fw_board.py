@@ -351,3 +351,13 @@ def test_hostile_host_bytes_never_stop_the_sensor(tmp_path):
 
     hammer()
     assert b.app.triggers >= 15 and b.app.health()["storage_ok"]
+
+
+def test_corrupt_state_file_is_reported_and_sequence_numbers_still_continue(tmp_path):
+    b = board(tmp_path, impulses(16000, 6, [2.0, 4.0]))
+    b.advance(6)
+    assert b.app.outbox.next_seq == 3
+    (tmp_path / "state.json").write_text('{"boot": "x"')
+    b.power_cut()
+    assert b.app.mode == "run" and "state.json unreadable" in b.app.health()["storage_error"]
+    assert b.app.boot == 1 and b.app.outbox.next_seq == 3 and b.app.outbox.pending() == [1, 2]

@@ -72,10 +72,8 @@ class App:
         self._tx_seq = 0
         self.error = None
         self.signed_refused = 0
-        self.commands = 0
         self.triggers = 0
         self.storage_error = None
-        self.noise_dbfs = None
         self._noise_min = None
         self._blocks_seen = 0
         t0_ms = self.clock.ticks_ms()
@@ -118,16 +116,22 @@ class App:
             return {}
 
     def _load_state(self):
-        st = {}
+        """Counters kept across boots in state.json (missing at first boot)."""
+        boot = wdt = dropped = 0
+        seq = 1
         try:
             with open(self._path(STATE_FILE)) as f:
                 st = json.loads(f.read())
-        except (OSError, ValueError):
+            boot, wdt = int(st["boot"]), int(st["wdt_resets"])
+            seq, dropped = int(st["next_seq"]), int(st["outbox_dropped"])
+        except OSError:
             pass
-        self.boot = int(st.get("boot", 0)) + 1
-        self.wdt_resets = int(st.get("wdt_resets", 0)) + (1 if self.hw.reset_cause == "wdt" else 0)
-        self._seq_floor = int(st.get("next_seq", 1))
-        self._dropped_before = int(st.get("outbox_dropped", 0))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.storage_error = "state.json unreadable (counters restart): %r" % (exc,)
+        self.boot = boot + 1
+        self.wdt_resets = wdt + (1 if self.hw.reset_cause == "wdt" else 0)
+        self._seq_floor = seq
+        self._dropped_before = dropped
         self._save_state()
 
     def _save_state(self):
@@ -386,7 +390,6 @@ class App:
 
     # -- commands --------------------------------------------------------------
     def _dispatch(self, frame):
-        self.commands += 1
         signed = False
         msg_type, body = frame.type, frame.body
         if msg_type == wire.SIGNED:
