@@ -14,8 +14,9 @@ Each check gives PASS or FAIL with the value it measured:
    a test impulse) within ``impulse_timeout_s``; its SNR is the value.
    Triggers recorded before the test started are left for the collector;
    the test's own triggers are acknowledged so they never reach the store.
-6. ``gps/pps``: a GPS fix and PPS lock (``time_quality == "pps"``) within
-   ``gps_timeout_s``; the value is the time to lock and the timing uncertainty.
+6. ``gps/pps``: a GPS fix and PPS lock (``time_quality == "pps"``, at least
+   ``min_pps_edges`` edges in the time fit) within ``gps_timeout_s``; the
+   value is the time to lock and the timing uncertainty.
 7. ``clock drift``: the sample clock's fitted rate against nominal, in ppm
    (limit ``max_drift_ppm``), and the board's UTC against the host's clock
    (limit ``max_offset_s``; the host clock is only NTP-good).
@@ -39,6 +40,7 @@ class Limits:
     gps_timeout_s: float = 90.0
     max_drift_ppm: float = 100.0
     max_offset_s: float = 1.0
+    min_pps_edges: int = 4            # before the drift figure is trusted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,11 +180,15 @@ def run_bench(link, limits=Limits(), progress=None):
     t_start = time.monotonic()
     deadline = t_start + limits.gps_timeout_s
     status = s.request(wire.STATUS_GET)
-    while not (status.get("gps_fix") and status.get("time_quality") == wire.TIME_PPS) \
-            and time.monotonic() < deadline:
+
+    def is_locked(st):  # a fix, PPS lock, and enough edges for the rate fit to mean something
+        return bool(st.get("gps_fix")) and st.get("time_quality") == wire.TIME_PPS \
+            and (st.get("pps_count") or 0) >= limits.min_pps_edges
+
+    while not is_locked(status) and time.monotonic() < deadline:
         s.pump(0.5)
         status = s.request(wire.STATUS_GET)
-    locked = bool(status.get("gps_fix")) and status.get("time_quality") == wire.TIME_PPS
+    locked = is_locked(status)
     add(Check("gps/pps", locked,
               f"locked after {time.monotonic() - t_start:.1f} s, +-{status.get('time_unc_us')} us, "
               f"{status.get('gps_sats')} satellites" if locked else
