@@ -68,8 +68,8 @@ MAGIC = b"SLA1"
 _HEAD = "<4sIIQIIqII"
 _HEAD_N = const(44)
 _HEAD_CRC_N = const(48)
-_NOTES_AT = const(50)                 # count u16 at 48, then (trigger_seq u32, onset offset i32)
-MAX_NOTES = const(57)                 # trigger notes one header holds
+_STAGES_AT = const(52)                # n_notes u16 at 48, n_stages u16 at 50, then stage CRCs
+MAX_STAGES = const(100)               # stage CRCs one header holds
 _ZERO_TAIL = bytes(BLOCK_BYTES - _HEAD_CRC_N)
 FLAG_UTC = const(1)                   # utc_us is known
 FLAG_TAIL_CLEAN = const(2)            # blocks after n_samples hold no older audio
@@ -87,12 +87,18 @@ class AudioGone(Exception):
     """The requested audio is not (or no longer) in the buffer; args[0] is a reason code."""
 
 
+def max_notes(n_stages):
+    """Trigger notes a header holds beside ``n_stages`` stage CRCs."""
+    return (BLOCK_BYTES - _STAGES_AT - 4 * n_stages) // 8
+
+
 class Header:
     """One decoded segment header (plain attributes).  ``notes``: list of
-    ``(trigger_seq, onset_sample)`` of triggers noted while it was open."""
+    ``(trigger_seq, onset_sample)`` of triggers noted while it was open;
+    ``stage_crcs``: CRC-32 of each stage's committed bytes."""
 
     def __init__(self, seq, session, first_sample, n_samples, rate_hz, utc_us, flags, data_crc,
-                 notes=None):
+                 notes=None, stage_crcs=None):
         self.seq = seq
         self.session = session
         self.first_sample = first_sample
@@ -102,6 +108,7 @@ class Header:
         self.flags = flags
         self.data_crc = data_crc
         self.notes = notes if notes is not None else []
+        self.stage_crcs = stage_crcs if stage_crcs is not None else []
 
 
 def _header_crc(buf):
@@ -114,11 +121,14 @@ def pack_header(buf, h):
     buf[_HEAD_CRC_N:] = _ZERO_TAIL
     struct.pack_into(_HEAD, buf, 0, MAGIC, h.seq, h.session, h.first_sample, h.n_samples,
                      h.rate_hz, h.utc_us, h.flags, h.data_crc)
-    n = min(len(h.notes), MAX_NOTES)
-    struct.pack_into("<H", buf, _HEAD_CRC_N, n)
+    n_stages = len(h.stage_crcs)
+    n = min(len(h.notes), max_notes(n_stages))
+    struct.pack_into("<HH", buf, _HEAD_CRC_N, n, n_stages)
+    struct.pack_into("<%dI" % n_stages, buf, _STAGES_AT, *h.stage_crcs)
+    at = _STAGES_AT + 4 * n_stages
     for i in range(n):
         seq, onset = h.notes[i]
-        struct.pack_into("<Ii", buf, _NOTES_AT + 8 * i, seq, onset - h.first_sample)
+        struct.pack_into("<Ii", buf, at + 8 * i, seq, onset - h.first_sample)
     struct.pack_into("<I", buf, _HEAD_N, _header_crc(buf))
 
 
@@ -130,14 +140,16 @@ def unpack_header(buf):
     (crc,) = struct.unpack_from("<I", buf, _HEAD_N)
     if crc != _header_crc(buf):
         raise ValueError("header CRC")
-    (n,) = struct.unpack_from("<H", buf, _HEAD_CRC_N)
-    if n > MAX_NOTES:
-        raise ValueError("header notes")
+    n, n_stages = struct.unpack_from("<HH", buf, _HEAD_CRC_N)
+    if n_stages > MAX_STAGES or n > max_notes(n_stages):
+        raise ValueError("header layout")
+    stage_crcs = list(struct.unpack_from("<%dI" % n_stages, buf, _STAGES_AT))
+    at = _STAGES_AT + 4 * n_stages
     notes = []
     for i in range(n):
-        seq, off = struct.unpack_from("<Ii", buf, _NOTES_AT + 8 * i)
+        seq, off = struct.unpack_from("<Ii", buf, at + 8 * i)
         notes.append((seq, f[3] + off))
-    return Header(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], notes)
+    return Header(f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], notes, stage_crcs)
 
 
 def plan_slots(device_blocks, rate_hz, seg_data_blocks, retention_s=RETENTION_S):
@@ -177,8 +189,9 @@ class AudioRing:
 
     def __init__(self, dev, rate_hz, clock, first_block=0, n_blocks=None,
                  seg_data_blocks=512, stage_blocks=8, retention_s=RETENTION_S):
-        if seg_data_blocks % stage_blocks:
-            raise ValueError("seg_data_blocks must be a multiple of stage_blocks")
+        if seg_data_blocks % stage_blocks or seg_data_blocks // stage_blocks > MAX_STAGES:
+            raise ValueError("seg_data_blocks must be a multiple of stage_blocks, "
+                             "at most %d stages" % MAX_STAGES)
         self.dev = dev
         self.rate_hz = rate_hz
         self.clock = clock
@@ -191,6 +204,11 @@ class AudioRing:
         self._retention_samples = retention_s * rate_hz
         self._hbuf = bytearray(BLOCK_BYTES)
         self._rbuf = bytearray(BLOCK_BYTES)
+        self.n_stages = seg_data_blocks // stage_blocks
+        self.max_notes = max_notes(self.n_stages)
+        self._rstage = bytearray(stage_blocks * BLOCK_BYTES)
+        self._rkey = None             # (seq, stage, valid bytes) held in _rstage
+        self._found = None            # the header find() returned last
         self._stage = bytearray(stage_blocks * BLOCK_BYTES)
         self._stage_mv = memoryview(self._stage)
         self._zero = bytearray(stage_blocks * BLOCK_BYTES)
@@ -268,6 +286,8 @@ class AudioRing:
         block = self._slot_block(seq)
         end = block + 1 + self.seg_data_blocks
         b = block + 1 + from_data_block
+        self._found = None
+        self._rkey = None
         ok = True
         while b < end:
             n = min(end - b, self.stage_blocks)
@@ -456,7 +476,7 @@ class AudioRing:
     def _open(self, first_sample):
         utc = self.clock(first_sample) if self.clock is not None else None
         h = Header(self._next_seq, self.session, first_sample, 0, self.rate_hz,
-                   utc or 0, (FLAG_UTC if utc else 0), 0, self._notes)
+                   utc or 0, (FLAG_UTC if utc else 0), 0, self._notes, [0] * self.n_stages)
         self._notes = []
         self._next_seq += 1
         self._cur = h
@@ -482,6 +502,7 @@ class AudioRing:
             self._cur = None        # the segment ends at its last good commit
             return
         h.data_crc = crc32(self._stage_mv[self._crc_done:self._fill], h.data_crc)
+        h.stage_crcs[self._stage_block // self.stage_blocks] = crc32(self._stage_mv[:self._fill])
         h.n_samples += (self._fill - self._crc_done) // 2
         if not h.flags & FLAG_UTC and self.clock is not None:
             utc = self.clock(h.first_sample)
@@ -504,7 +525,7 @@ class AudioRing:
         """Record that trigger ``trigger_seq`` has its onset at ``onset_sample`` (this
         session) in the open segment's header, so a reboot can still find it."""
         notes = self._cur.notes if self._cur is not None else self._notes
-        if len(notes) >= MAX_NOTES:
+        if len(notes) >= self.max_notes:
             self.counts["notes_dropped"] += 1
             return
         notes.append((trigger_seq, onset_sample))
@@ -538,6 +559,10 @@ class AudioRing:
             raise AudioGone("no_card")
         self.flush()
         session = self.session if session is None else session
+        h = self._found
+        if h is not None and h.session == session and h.seq >= self._next_seq - self.n_slots \
+                and h.first_sample <= sample_index < h.first_sample + h.n_samples:
+            return h                  # consecutive reads of one segment: no header reads
         lo = self._next_seq - self.n_slots
         hi = self._next_seq - 1
         found = None
@@ -558,6 +583,7 @@ class AudioRing:
                 hi = mid - 1
         if found is None or sample_index >= found.first_sample + found.n_samples:
             raise AudioGone("expired")
+        self._found = found
         return found
 
     def utc_us_of(self, sample_index, session=None):
@@ -571,15 +597,13 @@ class AudioRing:
             return None
         return h.utc_us + (sample_index - h.first_sample) * 1000000 // h.rate_hz
 
-    def read(self, first_sample, out, verify=True, session=None):
+    def read(self, first_sample, out, session=None):
         """Fill ``out`` (bytearray/memoryview, 2 bytes per sample) with the audio from
-        ``first_sample`` on.  With ``verify`` every segment touched is CRC-checked
-        whole first (``check``).  Raises AudioGone("expired" | "corrupt" |
-        "read_error" | "no_card")."""
+        ``first_sample`` on (of ``session``, default this one).  Every stage read is
+        checked against its CRC.  Raises AudioGone("expired" | "corrupt" |
+        "read_error" | "no_card" | "no_time")."""
         out = memoryview(out)
         n = len(out) // 2
-        if verify:
-            self.check(first_sample, n, session)
         s = first_sample
         while s < first_sample + n:
             h = self._live(s, session)
@@ -589,12 +613,11 @@ class AudioRing:
         return n
 
     def check(self, first_sample, n_samples, session=None):
-        """Verify that samples ``[first_sample, first_sample + n_samples)`` are held and
-        that every segment holding them matches its CRC; AudioGone if not."""
+        """Raise AudioGone unless samples ``[first_sample, first_sample + n_samples)`` are
+        all held and may be served (headers only; the data is checked as it is read)."""
         s = first_sample
         while s < first_sample + n_samples:
             h = self._live(s, session)
-            self._verify_segment(h)
             s = h.first_sample + h.n_samples
 
     def _live(self, sample_index, session=None):
@@ -610,33 +633,35 @@ class AudioRing:
             raise AudioGone("expired")
         return h
 
-    def _verify_segment(self, h):
-        block = self._slot_block(h.seq) + 1
-        n_bytes = h.n_samples * 2
-        crc = 0
-        off = 0
-        while off < n_bytes:
-            if not self._read(block + off // BLOCK_BYTES, self._rbuf):
+    def _load_stage(self, h, k):
+        """Stage ``k`` of segment ``h`` in ``_rstage`` after checking its CRC; valid bytes."""
+        sb = self.stage_blocks * BLOCK_BYTES
+        valid = min(sb, h.n_samples * 2 - k * sb)
+        key = (h.seq, k, valid)
+        if self._rkey != key:
+            self._rkey = None
+            nblk = (valid + BLOCK_BYTES - 1) // BLOCK_BYTES
+            block = self._slot_block(h.seq) + 1 + k * self.stage_blocks
+            if not self._read(block, memoryview(self._rstage)[:nblk * BLOCK_BYTES]):
                 raise AudioGone("read_error")
-            take = min(BLOCK_BYTES, n_bytes - off)
-            crc = crc32(memoryview(self._rbuf)[:take], crc)
-            off += take
-        if crc != h.data_crc:
-            self.counts["corrupt_segments"] += 1
-            raise AudioGone("corrupt")
+            if k >= len(h.stage_crcs) or \
+                    crc32(memoryview(self._rstage)[:valid]) != h.stage_crcs[k]:
+                self.counts["corrupt_segments"] += 1
+                raise AudioGone("corrupt")
+            self._rkey = key
+        return valid
 
     def _copy(self, h, s0, s1, out):
-        block = self._slot_block(h.seq) + 1
+        sb = self.stage_blocks * BLOCK_BYTES
         lo = (s0 - h.first_sample) * 2
         hi = (s1 - h.first_sample) * 2
-        off = lo - lo % BLOCK_BYTES
+        off = lo - lo % sb
         while off < hi:
-            if not self._read(block + off // BLOCK_BYTES, self._rbuf):
-                raise AudioGone("read_error")
+            self._load_stage(h, off // sb)
             a = max(lo, off)
-            b = min(hi, off + BLOCK_BYTES)
-            out[a - lo:b - lo] = memoryview(self._rbuf)[a - off:b - off]
-            off += BLOCK_BYTES
+            b = min(hi, off + sb)
+            out[a - lo:b - lo] = memoryview(self._rstage)[a - off:b - off]
+            off += sb
 
     # -- health ------------------------------------------------------------------------------
     def health(self):

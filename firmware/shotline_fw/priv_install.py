@@ -34,7 +34,7 @@ from shotline_fw.audiobuf import AudioRing
 from shotline_fw.snippets import SnippetRefused, SnippetService
 
 RING_FIRST_BLOCK = const(131072)      # 64 MiB reserved for a FAT partition
-CHUNKS_PER_BLOCK = const(2)           # snippet chunks sent per captured audio block
+CHUNKS_PER_BLOCK = const(1)           # snippet chunks sent per captured audio block
 KEYS_FILE = "keys.json"
 COUNTERS_FILE = "auth_counters.json"
 
@@ -75,10 +75,9 @@ class Privacy:
                 self._sending = None
                 self.app.respond(seq, info)
                 return
-            except Exception as exc:  # noqa: BLE001 -- card failed mid-transfer
+            except SnippetRefused as exc:      # audio failed its CRC mid-transfer
                 self._sending = None
-                self.app.respond(seq, {"ok": False, "status": "refused",
-                                       "error": "%s: %s" % (type(exc).__name__, exc)})
+                self.app.respond(seq, {"ok": False, "status": "refused", "error": exc.args[0]})
                 return
             self.app.send(wire.SNIPPET_CHUNK, body, seq)
 

@@ -122,7 +122,8 @@ class SnippetService:
 
         ``info``: dict for the final RESPONSE (``trigger_seq``, ``first_sample_index``,
         ``n_samples``, ``sample_rate_hz``, ``chunks``, ``start_utc_us`` or None);
-        ``chunks``: generator of SNIPPET_CHUNK bodies.  Raises SnippetRefused.
+        ``chunks``: generator of SNIPPET_CHUNK bodies.  Raises SnippetRefused, here
+        or (audio that fails its CRC as it is read) from the generator.
         """
         seq, session, first, n = self.window(request)
         try:
@@ -142,5 +143,8 @@ class SnippetService:
             s = first + i * wire.SNIPPET_CHUNK_SAMPLES
             k = min(wire.SNIPPET_CHUNK_SAMPLES, first + n - s)
             buf = memoryview(self._chunk)[:2 * k]
-            self.ring.read(s, buf, verify=False, session=session)
+            try:
+                self.ring.read(s, buf, session)
+            except AudioGone as exc:
+                raise self._refuse(exc.args[0])
             yield wire.encode_snippet_chunk(seq, i, total, buf)
