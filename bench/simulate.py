@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def main():
-    from alerts_helpers import Receiver
     from shotline.alerts.cap import cap_alert
     from shotline.alerts.geojson import feature_collection
     from shotline.alerts.webhook import WebhookOutbox, alert_key
+    from shotline.demo import Receiver
     from shotline.simulate import load_scenario, render, write_rendering
     from shotline.store import Store
 
