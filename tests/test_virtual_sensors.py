@@ -184,3 +184,25 @@ def test_collect_command_locates_shots_live_and_finds_new_boards(tmp_path, monke
     s = Store(tmp_path / "c.sqlite", readonly=True)
     assert {r["sensor_id"] for r in s.triggers()} == {f"s{i}" for i in range(5)}
     assert s.counts()["events"] == len(final)
+
+
+def test_virtual_sensor_command(tmp_path):
+    base = [sys.executable, "-m", "shotline", "virtual-sensor", "--root", str(tmp_path / "flash"),
+            "--links", str(tmp_path / "links")]
+    proc = subprocess.run(base + ["a1", "b2", "--json", "--duration-s", "1.5", "--speed", "4",
+                                  "--set", 'storage="sd"', "--clock-error-s", "0.25"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["sensor"] for r in rows] == ["a1", "b2"]
+    assert rows[0]["port"] == str(tmp_path / "links" / "a1") and rows[0]["tty"].startswith("/dev/pts/")
+    assert rows[0]["position_llh"] != rows[1]["position_llh"]  # a ring around the default centre
+    cfg = json.loads((tmp_path / "flash" / "a1" / "config.json").read_text())
+    assert cfg["sensor_id"] == "a1" and cfg["storage"] == "sd"
+    assert (tmp_path / "flash" / "a1" / "sd" / "outbox.bin").exists()
+    assert not (tmp_path / "links" / "a1").exists()  # unplugged on exit
+    for bad in (["x", "x"], ["x", "--position", "1,2"], ["x", "--audio", str(tmp_path / "no.wav")],
+                ["x", "--speed", "0"], ["x", "--utc0", "yesterday"]):
+        proc = subprocess.run(base + bad + ["--duration-s", "0.1"], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2 and proc.stderr.startswith("shotline: "), (bad, proc.stderr)

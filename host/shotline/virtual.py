@@ -177,10 +177,13 @@ class VirtualSensor:
     """A board running the real firmware (``shotline.fakehw.FakeBoard``) on a pty.
 
     ``root``: its flash (config, outbox); a configuration is written there
-    if none exists.  ``audio``: as ``FakeBoard`` (array, file, iterable of
-    int16 blocks; default ``impulse_audio()``).  The simulated GPS starts at
-    ``utc0_s`` (default: now, so onset times are comparable with the host
-    clock); ``crystal_ppm`` is the board's clock error.  ``speed``: simulated
+    if none exists; ``root/sd`` is its SD card (used when the configuration
+    says ``"storage": "sd"``).  ``audio``: as ``FakeBoard`` (array, file,
+    iterable of int16 blocks; default ``impulse_audio()``).  The simulated GPS
+    says ``utc0_s + clock_error_s`` at power-on (default: now, so onset times
+    are comparable with the host clock): ``clock_error_s`` is a GPS time
+    error; ``crystal_ppm`` is the board's crystal error, which the firmware's
+    PPS fit removes.  ``speed``: simulated
     seconds per wall second (1 = real time).
 
     ``start()`` runs the board in a thread; ``unplug()``/``plug()`` pull and
@@ -188,7 +191,8 @@ class VirtualSensor:
     """
 
     def __init__(self, name, root, *, audio=None, folder=None, position_llh=(40.4406, -79.9959, 300.0),
-                 utc0_s=None, crystal_ppm=25.0, speed=1.0, step_s=0.01, config=None, seed=0):
+                 utc0_s=None, clock_error_s=0.0, crystal_ppm=25.0, speed=1.0, step_s=0.01,
+                 config=None, seed=0):
         import time as _t
 
         from shotline import fakehw
@@ -206,9 +210,12 @@ class VirtualSensor:
         # Simulated time 0 is now: paced from this instant, so the simulated GPS's
         # UTC (utc0_s + simulated seconds) keeps step with the host's clock.
         self._wall0 = _t.monotonic()
+        sd_root = os.path.join(self.root, "sd")  # the SD card (config "storage": "sd")
+        os.makedirs(sd_root, exist_ok=True)
+        utc0 = (_t.time() if utc0_s is None else utc0_s) + clock_error_s
         self.board = fakehw.FakeBoard(
             self.root, impulse_audio(seed=seed) if audio is None else audio, usb=self.port,
-            utc0_s=_t.time() if utc0_s is None else utc0_s, crystal_ppm=crystal_ppm, seed=seed)
+            utc0_s=utc0, crystal_ppm=crystal_ppm, seed=seed, sd_root=sd_root)
         self.board.gps_position = tuple(position_llh)
         self._lock = threading.RLock()
         self._fleet = None

@@ -31,6 +31,10 @@ def add_arguments(p):
     p.add_argument("--utc0", metavar="TIME",
                    help="UTC at power-on, ISO 8601 (default: now)")
     p.add_argument("--crystal-ppm", type=float, default=25.0, help="crystal error (default 25 ppm)")
+    p.add_argument("--clock-error-s", type=float, default=0.0,
+                   help="error of the simulated GPS time, seconds (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="configuration for new boards (JSON value), e.g. storage=\"sd\" or heartbeat_s=2")
     p.add_argument("--speed", type=float, default=1.0,
                    help="simulated seconds per wall-clock second (default 1 = real time)")
     p.add_argument("--duration-s", type=float, default=None,
@@ -88,11 +92,15 @@ def run(args):
         utc0 = None if args.utc0 is None else parse_utc(args.utc0)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    from shotline.commands.provision import _settings
+
+    settings = _settings(args.set)
     sensors = []
     for i, name in enumerate(names):
         audio = audios[i] or impulse_audio(period_s=args.impulse_every_s, seed=i)
         sensors.append(VirtualSensor(name, Path(args.root) / name, audio=audio, folder=args.links,
                                      position_llh=positions[i], utc0_s=utc0,
+                                     clock_error_s=args.clock_error_s, config=settings,
                                      crystal_ppm=args.crystal_ppm, seed=i))
     fleet = VirtualFleet(sensors, speed=args.speed).start()
     for vs, pos in zip(sensors, positions):
