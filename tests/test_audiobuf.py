@@ -296,13 +296,43 @@ def test_int16_array_blocks_as_the_capture_ring_delivers_them():
     assert out == mic_samples(0, 3000)
 
 
+def test_a_header_in_the_wrong_slot_is_wiped_and_mount_reads_each_header_once():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, 2 * SEG_SAMPLES + 100, random.Random(11))
+    ring.close()
+    size = SLOT_BLOCKS * 512
+    src = ring._slot_block(ring._session_seq) * 512
+    stray = 5 * size                                     # a copy where its seq cannot live
+    dev.image[stray:stray + size] = dev.image[src:src + size]
+    reads = dev.blocks_read
+    ring2 = make_ring(dev)
+    summary = ring2.mount(now_utc_us=T0_US + H_US)
+    assert summary["kept"] == 3 and ring2.health()["corrupt_segments"] == 1
+    assert_only_zero_or_fill(dev.image, stray, stray + size)
+    assert dev.blocks_read - reads <= 6 + 2 + 1          # 6 headers, the stray re-read, a tail
+
+
 def test_header_codec_round_trip_and_crc():
     buf = bytearray(512)
-    h = audiobuf.Header(7, 2, 123456789012, 2048, 16000, T0_US, audiobuf.FLAG_UTC, 0xDEADBEEF)
+    notes = [(5, 123456789012 - 40), (6, 123456789012 + 9000)]
+    crcs = [0xFFFFFFFF - i for i in range(64)]
+    h = audiobuf.Header(7, 2, 123456789012, 2048, 16000, T0_US, audiobuf.FLAG_UTC, 0xDEADBEEF,
+                        notes, crcs)
     audiobuf.pack_header(buf, h)
     g = audiobuf.unpack_header(buf)
     assert (g.seq, g.session, g.first_sample, g.n_samples, g.rate_hz, g.utc_us, g.flags,
-            g.data_crc) == (7, 2, 123456789012, 2048, 16000, T0_US, 1, 0xDEADBEEF)
+            g.data_crc, g.notes, g.stage_crcs) == \
+        (7, 2, 123456789012, 2048, 16000, T0_US, 1, 0xDEADBEEF, notes, crcs)
+    assert audiobuf.max_notes(64) == 25
+    h.notes = [(i, 123456789012 + i) for i in range(40)]      # more than fit: the first 25 kept
+    audiobuf.pack_header(buf, h)
+    assert audiobuf.unpack_header(buf).notes == h.notes[:25]
+    buf[500] ^= 1                                               # the CRC covers the whole block
+    with pytest.raises(ValueError):
+        audiobuf.unpack_header(buf)
+    audiobuf.pack_header(buf, h)
     buf[20] ^= 1
     with pytest.raises(ValueError):
         audiobuf.unpack_header(buf)

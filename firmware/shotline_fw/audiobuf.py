@@ -11,25 +11,32 @@ int16 little-endian mono samples.  Segment number ``seq`` always lives in slot
 with no gap between consecutive capture blocks (a gap in the sample index
 closes the segment and opens the next one; it is counted).
 
-Header (little-endian, in the first 48 bytes of the header block)::
+Header block (little-endian)::
 
     magic "SLA1" | seq u32 | session u32 | first_sample u64 | n_samples u32 |
     rate_hz u32 | utc_us i64 (UTC of first_sample, 0 = unknown) | flags u32 |
-    data_crc u32 (CRC-32 of the n_samples * 2 data bytes) | header_crc u32
+    data_crc u32 (CRC-32 of the n_samples * 2 data bytes) | header_crc u32 |
+    n_notes u16 | n_stages u16 | stage CRC u32 x n_stages |
+    notes (trigger_seq u32, onset offset i32) x n_notes
 
-The header is rewritten at every commit (every ``stage_blocks`` data blocks,
-128 ms at 16 kHz by default), so after a power cut the committed part of the
-open segment is intact and is kept; data blocks beyond it (older audio) are
-overwritten with zeros at the next ``mount``.
+``header_crc`` covers the whole block but itself.  A *stage* is
+``stage_blocks`` data blocks (4 kB): it is the unit written at once, and a
+snippet reads and checks only the stages of its window.  Notes record the
+triggers noted while the segment was open, so their snippets survive a reboot.
+
+The header is rewritten at every commit (every stage, 128 ms at 16 kHz by
+default), so after a power cut the committed part of the open segment is
+intact and is kept; data blocks beyond it (older audio) are overwritten with
+zeros at the next ``mount``, which reads every header once.
 
 Retention (the public promise): no audio older than ``retention_s`` (72 h)
 survives.  The ring never holds more than ``retention_s`` of slots, so in
 continuous operation wrap-around overwrites each slot when it is 72 h old;
-``expire(now_utc_us)`` (at boot and periodically) overwrites, with zeros,
-every segment that is older, whose age cannot be proven (earlier boot, no
-UTC) or that is stamped in the future (the clock went back).  Within the
-current boot session age is measured in samples, so clock jumps cannot make
-audio live longer.
+``mount(now_utc_us)`` at boot and ``expire(now_utc_us)`` (at every new
+segment, and on demand) overwrite with zeros every segment that is older,
+whose age cannot be proven (earlier boot, no UTC) or that is stamped in the
+future (the clock went back).  Within the current boot session age is
+measured in samples, so clock jumps cannot make audio live longer.
 
 Faults never raise out of ``write``: they are counted and reported by
 ``health()``, and detection keeps running without the card.
@@ -38,7 +45,7 @@ Example (CPython, a file-backed card)::
 
     ring = AudioRing(dev, 16000, clock=lambda s: None)
     ring.mount(now_utc_us=None)
-    ring.write(block_bytes, first_sample_index)
+    ring.write(int16_array, first_sample_index)
 """
 import struct
 
@@ -281,9 +288,12 @@ class AudioRing:
         return h
 
     def _wipe(self, seq, from_data_block=-1):
-        """Overwrite slot of ``seq`` with zeros: data blocks from ``from_data_block``
+        """Overwrite slot of ``seq`` with zeros (see ``_wipe_at``)."""
+        return self._wipe_at(self._slot_block(seq), from_data_block)
+
+    def _wipe_at(self, block, from_data_block=-1):
+        """Overwrite the slot at ``block`` with zeros: data blocks from ``from_data_block``
         (-1 = the header too) to the end of the slot."""
-        block = self._slot_block(seq)
         end = block + 1 + self.seg_data_blocks
         b = block + 1 + from_data_block
         self._found = None
@@ -322,68 +332,91 @@ class AudioRing:
             self.n_slots = 0
             return {"card": self.card}
         self.card = CARD_OK
-        self._base = 0
-        slot_blocks = 1 + self.seg_data_blocks
+        self.session = 0              # during the scan every segment is of an earlier boot
+        self._next = None
+        self._cur = None
+        n = self.n_slots
         max_seq, max_slot, max_session = 0, 0, 0
-        for slot in range(self.n_slots):
-            if not self._read(self.first_block + slot * slot_blocks, self._hbuf):
-                continue
-            try:
-                h = unpack_header(self._hbuf)
-            except ValueError:
-                continue
-            if h is not None and h.seq > max_seq:
-                max_seq, max_slot = h.seq, slot
-            if h is not None and h.session > max_session:
-                max_session = h.session
-        self._base = (max_seq - max_slot) % self.n_slots
-        self._next_seq = max_seq + 1
-        self.session = max_session + 1
-        self._session_seq = self._next_seq
-        self._tail_seq = self._next_seq
         kept = 0
-        for seq in range(self._next_seq - self.n_slots, self._next_seq):
-            if not self._read(self._slot_block(seq), self._hbuf):
+        odd = []                      # kept slots whose seq does not fit the running numbering
+        recheck_all = False
+        for slot in range(n):         # one pass: each header is read once
+            block = self._block_of_slot(slot)
+            if not self._read(block, self._hbuf):
                 continue
             try:
                 h = unpack_header(self._hbuf)
             except ValueError:        # torn or damaged header: its audio cannot be dated
-                self._wipe(seq)
+                self._wipe_at(block)
                 self.counts["corrupt_segments"] += 1
                 continue
             if h is None:
                 continue
-            if h.seq != seq:          # a header that is not where its number says
-                self._wipe(seq)
-                self.counts["corrupt_segments"] += 1
-            elif self._expired(h, now_utc_us):
-                self._wipe(seq)
+            if h.session > max_session:
+                max_session = h.session
+            if self._expired(h, now_utc_us):
+                self._wipe_at(block)
                 self.counts["wiped_segments"] += 1
-            else:
-                if not h.flags & FLAG_TAIL_CLEAN:
-                    self._close_tail(h)
-                kept += 1
-                if self.on_note is not None:
-                    for trigger_seq, onset in h.notes:
-                        self.on_note(trigger_seq, h.session, onset)
-        self._expire_seq = self._next_seq - self.n_slots
-        return {"card": self.card, "slots": self.n_slots, "kept": kept,
+                continue
+            if not h.flags & FLAG_TAIL_CLEAN:
+                self._close_tail(h, block)
+            kept += 1
+            if self.on_note is not None:
+                for trigger_seq, onset in h.notes:
+                    self.on_note(trigger_seq, h.session, onset)
+            residue = (h.seq - slot) % n
+            if max_seq and residue != (max_seq - max_slot) % n:
+                if h.seq > max_seq or len(odd) >= 64:
+                    recheck_all = True
+                else:
+                    odd.append(slot)
+            if h.seq > max_seq:
+                max_seq, max_slot = h.seq, slot
+        self._base = (max_seq - max_slot) % n
+        self._next_seq = max_seq + 1
+        self.session = max_session + 1
+        self._session_seq = self._next_seq
+        self._tail_seq = self._next_seq
+        # Headers not where their number says (a stale layout): their audio could never
+        # be found, dated or expired, so it goes now.
+        for slot in (range(n) if recheck_all else odd):
+            block = self._block_of_slot(slot)
+            h = self._header_at(block)
+            if h is not None and (h.seq - slot) % n != self._base:
+                self._wipe_at(block)
+                self.counts["corrupt_segments"] += 1
+                kept -= 1
+        self._expire_seq = self._next_seq - n
+        return {"card": self.card, "slots": n, "kept": kept,
                 "session": self.session, "capacity_s": self.capacity_s}
 
-    def _close_tail(self, h):
-        """Zero the data blocks after the committed samples of ``h``; mark it clean."""
+    def _block_of_slot(self, slot):
+        return self.first_block + slot * (1 + self.seg_data_blocks)
+
+    def _header_at(self, block):
+        if not self._read(block, self._hbuf):
+            return None
+        try:
+            return unpack_header(self._hbuf)
+        except ValueError:
+            return None
+
+    def _close_tail(self, h, block=None):
+        """Zero the data blocks after the committed samples of ``h`` (slot at ``block``,
+        default where its seq says); mark it clean."""
+        block = self._slot_block(h.seq) if block is None else block
         used = (h.n_samples * 2 + BLOCK_BYTES - 1) // BLOCK_BYTES
         if used * BLOCK_BYTES > h.n_samples * 2:
             # the last partly used block: keep its committed bytes, zero the rest
-            b = self._slot_block(h.seq) + used
+            b = block + used
             if self._read(b, self._rbuf):
                 for i in range(h.n_samples * 2 - (used - 1) * BLOCK_BYTES, BLOCK_BYTES):
                     self._rbuf[i] = 0
                 self._write(b, self._rbuf)
-        if self._wipe(h.seq, used):
+        if self._wipe_at(block, used):
             h.flags |= FLAG_TAIL_CLEAN
             pack_header(self._hbuf, h)
-            self._write(self._slot_block(h.seq), self._hbuf)
+            self._write(block, self._hbuf)
 
     # -- retention policy ------------------------------------------------------------
     def _expired(self, h, now_utc_us):
