@@ -210,3 +210,22 @@ def test_stop_acknowledges_everything_it_stored(tmp_path, boards):
     for b in bs:
         mine = {s for sensor, s in stored(store) if sensor == b.sensor_id}
         assert wait_until(lambda: b.acked == mine, 2)  # ACKs already sent before the port closed
+
+
+def test_board_in_safe_mode_is_recorded_and_its_triggers_still_flow(tmp_path, boards, caplog):
+    b = boards("vs1")
+    safe = dict(b.hello_body(), mode="safe", error="lat_deg: required", lat_e7=None, lon_e7=None,
+                alt_m=None)
+    b.hello_body = lambda: safe
+    store = Store(tmp_path / "c.sqlite")
+    with caplog.at_level("INFO", logger="shotline.collect"):
+        with Collector(store, [b.path]) as c:
+            assert c.wait_for_connections(timeout_s=10)
+            b.trigger()
+            assert wait_until(lambda: not b.unacked())
+    (sensor,) = store.sensors()
+    assert sensor["sensor_id"] == "vs1" and sensor["lat_deg"] is None
+    assert stored(store) == [("vs1", 1)]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert {r.getMessage() for r in errors} == {"board is in safe mode"}
+    assert errors[0].fields["error"] == "lat_deg: required"

@@ -283,14 +283,18 @@ class Collector:
     def _write(self, items):
         triggers = [(status, rec) for kind, status, rec in items if kind == "trigger"]
         for kind, status, body in items:
-            if kind == "hello":
-                self.store.upsert_sensor(
-                    status.sensor_id, serial_number=body.get("uid"), firmware=body.get("fw"),
-                    protocol=body.get("proto"), config_digest=body.get("config_digest"),
-                    position_llh=_llh(body), port=status.port)
-            elif kind == "heartbeat":
-                self.store.insert_heartbeat(status.sensor_id, body)
-                self.stats["heartbeats"] += 1
+            try:
+                if kind == "hello":
+                    self.store.upsert_sensor(
+                        status.sensor_id, serial_number=body.get("uid"), firmware=body.get("fw"),
+                        protocol=body.get("proto"), config_digest=body.get("config_digest"),
+                        position_llh=_llh(body), port=status.port)
+                elif kind == "heartbeat":
+                    self.store.insert_heartbeat(status.sensor_id, body)
+                    self.stats["heartbeats"] += 1
+            except (StoreError, TypeError, ValueError) as exc:  # never at the triggers' expense
+                _log(logging.ERROR, f"{kind} not stored", port=status.port,
+                     sensor_id=status.sensor_id, error=str(exc))
         if not triggers:
             return
         received = time.time()
@@ -436,6 +440,8 @@ class LiveAssociation:
 
 
 def _llh(body):
-    if "lat_e7" in body and "lon_e7" in body:
-        return (body["lat_e7"] / 1e7, body["lon_e7"] / 1e7, float(body.get("alt_m") or 0.0))
+    """``(lat_deg, lon_deg, alt_m)`` from a HELLO, or None (safe mode: no position)."""
+    lat, lon = body.get("lat_e7"), body.get("lon_e7")
+    if isinstance(lat, int) and isinstance(lon, int):
+        return (lat / 1e7, lon / 1e7, float(body.get("alt_m") or 0.0))
     return None
