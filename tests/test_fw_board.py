@@ -105,23 +105,42 @@ def test_no_gps_fix_means_no_time(tmp_path):
 
 def test_reboot_with_unacked_triggers_and_late_double_acks(tmp_path):
     b = board(tmp_path, impulses(16000, 20, [2.0, 4.0, 6.0, 12.0]), settings={"resend_s": 1})
+    b.command(wire.HELLO, {}, 1)
     b.advance(7)
-    first = {t["seq"]: t for t in of(b.frames(), wire.TRIGGER)}
+    first = triggers(b.frames())
     assert sorted(first) == [1, 2, 3]
-    b.command(wire.ACK, {"seqs": [2]})
+    b.command(wire.ACK, {"seqs": [2]}, 2)
     b.advance(0.1)
+    b.frames()
     b.power_cut()                        # no clean close: as if the cable and power went
     b.advance(2)
-    again = of(b.frames(), wire.TRIGGER)
-    assert {t["seq"] for t in again} == {1, 3}                # re-sent, same records
-    assert all(t == first[t["seq"]] for t in again)
-    hello = of(b.frames() or [], wire.HELLO)
-    b.command(wire.ACK, {"seqs": [1, 3, 3, 1, 99]})          # twice, unknown, late: harmless
-    b.command(wire.ACK, {"seqs": [3]})
+    assert triggers(b.frames()) == {}    # nobody has spoken to the new boot yet
+    b.command(wire.HELLO, {}, 3)         # the collector reconnects
+    b.advance(0.05)
+    frames = b.frames()
+    (hello,) = of(frames, wire.HELLO)
+    again = of(frames, wire.TRIGGER)
+    assert hello["boot"] == 2 and [t["seq"] for t in again] == [1, 3]   # oldest first
+    assert all(t == first[t["seq"]] for t in again)                    # the same records
+    b.advance(1.5)
+    assert set(triggers(b.frames())) == {1, 3}                         # still un-acked: again
+    b.command(wire.ACK, {"seqs": [1, 3, 3, 1, 99]}, 4)                 # twice, unknown: harmless
+    b.command(wire.ACK, {"seqs": [3]}, 5)                               # late and repeated
     b.advance(14)
-    new = of(b.frames(), wire.TRIGGER)
-    assert {t["seq"] for t in new} == {4} and new[0]["boot"] == 2
-    assert b.app.outbox.pending() == [4] and b.app.boot == 2 and hello == []
+    new = triggers(b.frames())
+    assert set(new) == {4} and new[4]["boot"] == 2
+    assert b.app.outbox.pending() == [4] and b.app.boot == 2
+
+
+def test_resending_stops_when_no_host_speaks(tmp_path):
+    b = board(tmp_path, impulses(16000, 70, [2.0]), settings={"resend_s": 1})
+    b.command(wire.HELLO, {}, 1)
+    b.advance(30)
+    assert len(of(b.frames(), wire.TRIGGER)) > 20           # re-sent every second
+    b.advance(40)                                          # host silent for over 60 s
+    assert 25 <= len(of(b.frames(), wire.TRIGGER)) <= 31    # until 60 s after the HELLO
+    b.advance(5)
+    assert of(b.frames(), wire.TRIGGER) == [] and b.app.outbox.pending() == [1]
 
 
 def test_outbox_full_drops_oldest_and_heartbeat_says_so(tmp_path):

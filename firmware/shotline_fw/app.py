@@ -44,6 +44,7 @@ from shotline_fw import detconfig
 FW_VERSION = "0.1.0"
 STATE_FILE = "state.json"
 _RESEND_BATCH = 16            # un-acked triggers re-sent per resend tick
+_HOST_TIMEOUT_MS = 60000      # re-send only while a host spoke within this
 _NOISE_EVERY = 32             # blocks between noise-floor samples
 
 
@@ -81,6 +82,7 @@ class App:
         self._uptime_at = t0_ms
         self._last_hb_ms = t0_ms
         self._last_resend_ms = t0_ms
+        self._host_ms = None          # when the host last sent a valid frame
         self._last_led_ms = t0_ms
         self._led = 0
         self._reboot_at_ms = None
@@ -232,6 +234,7 @@ class App:
         data = self.hw.usb.read()
         if data:
             for frame in self.decoder.feed(data):
+                self._host_ms = self.clock.ticks_ms()
                 self._dispatch(frame)
         self._periodic()
         if self.hw.wdt is not None:
@@ -324,9 +327,11 @@ class App:
                 self.log("error", "safe mode: " + self.error)
             self._noise_min = None
             self._save_state()
-        if self.outbox is not None and len(self.outbox) and \
+        # Re-send only to a host that is there: nobody reading a USB port can
+        # stall the board's writes.  A host's HELLO re-sends the backlog at once.
+        if self.outbox is not None and len(self.outbox) and self._host_ms is not None and \
+                self.clock.ticks_diff(now, self._host_ms) < _HOST_TIMEOUT_MS and \
                 self.clock.ticks_diff(now, self._last_resend_ms) >= int(cfg["resend_s"] * 1000):
-            self._last_resend_ms = now
             self.resend()
         if self._reboot_at_ms is not None and self.clock.ticks_diff(now, self._reboot_at_ms) >= 0:
             self.close()
@@ -334,6 +339,7 @@ class App:
 
     def resend(self, limit=_RESEND_BATCH):
         """Re-send the oldest un-acked triggers (at most ``limit``)."""
+        self._last_resend_ms = self.clock.ticks_ms()
         for seq in self.outbox.pending()[:limit]:
             payload = self.outbox.get(seq)
             if payload is not None:
