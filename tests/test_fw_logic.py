@@ -268,3 +268,13 @@ def test_detection_unpacks_raw_triggers_and_shifts_by_gaps():
     (f,) = d.process(array.array("h", [1] * 64), 128)          # 64 samples lost before
     assert d.gap_samples == 64 and f["onset_sample"] == 74 and f["onset_frac"] == 0.5
     assert set(wire.FEATURES) <= set(f)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from shotline import fakehw
+
+    for module in (wire, fakehw):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
