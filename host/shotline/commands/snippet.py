@@ -11,8 +11,7 @@ def add_arguments(p):
     p.add_argument("--port", action="append", default=[], metavar="[SENSOR=]PORT",
                    help="board port or id:<serial>, for a sensor (repeatable); "
                         "default: the port the store last saw it on")
-    p.add_argument("--reason", required=True,
-                   help="why the audio is needed (recorded in the audit log)")
+    p.add_argument("--reason", help="why the audio is needed (recorded in the audit log)")
     p.add_argument("--store", default="shotline.sqlite", metavar="PATH",
                    help="collector store (default %(default)s)")
     p.add_argument("--out", default="snippets", metavar="DIR",
@@ -79,6 +78,8 @@ def run(args):
         store = Store(args.store)
     elif args.event is None and args.sensor is None:
         raise CommandError("--seq needs --sensor (or the store to look it up)")
+    if not args.reason:
+        warn("no --reason given: the audit log records the request without one")
     audit = snippet.AuditLog(args.audit or Path(args.out) / snippet.AUDIT_NAME)
     ports = _ports(args)
     failed = 0
