@@ -229,3 +229,21 @@ def test_board_in_safe_mode_is_recorded_and_its_triggers_still_flow(tmp_path, bo
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert {r.getMessage() for r in errors} == {"board is in safe mode"}
     assert errors[0].fields["error"] == "lat_deg: required"
+
+
+def test_second_board_with_the_same_id_is_refused_not_merged(tmp_path, boards):
+    a = boards("same")
+    b = boards("other")  # misconfigured: same sensor id, different unique id
+    b.sensor_id = "same"
+    b.hello_body = lambda: dict(ScriptedBoard.hello_body(b), uid="E66OTHER")
+    store = Store(tmp_path / "c.sqlite")
+    with Collector(store, [a.path], backoff_s=(0.05, 0.2)) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        c.add_port(b.path)
+        a.trigger()
+        b.trigger()  # same (sensor_id, seq) as a's: storing it would lose it silently
+        assert wait_until(lambda: not a.unacked())
+        assert wait_until(lambda: "already used" in (c.boards[b.path].last_error or ""), 5)
+        time.sleep(0.3)
+    assert b.unacked() == [1]  # kept on the board, not acknowledged as a duplicate
+    assert stored(store) == [("same", 1)]

@@ -182,6 +182,7 @@ class Collector:
             try:
                 link.open()
                 hello = link.hello(self.hello_timeout_s)
+                self._refuse_duplicate_id(port, hello)
                 self._links[port] = link
                 status.connected, status.connects = True, status.connects + 1
                 self._on_hello(status, hello)
@@ -214,6 +215,18 @@ class Collector:
             if self._stop.wait(delay_s * random.uniform(0.8, 1.2)):
                 break
             delay_s = min(delay_s * 2, self.backoff_s[1])
+
+    def _refuse_duplicate_id(self, port, hello):
+        """Two boards with one sensor id would collide on (sensor_id, seq): refuse the second
+        (its triggers stay in its outbox until someone fixes its configuration)."""
+        sid, uid = hello.get("sensor_id"), hello.get("uid")
+        for other in self.boards.values():
+            if other.port != port and other.connected and other.sensor_id == sid \
+                    and (other.hello or {}).get("uid") != uid:
+                _log(logging.ERROR, "sensor id already in use by another board", port=port,
+                     sensor_id=sid, uid=uid, other_port=other.port,
+                     other_uid=(other.hello or {}).get("uid"))
+                raise LinkError(f"{port}: sensor id {sid!r} is already used by {other.port}")
 
     def _on_hello(self, status, hello):
         status.hello = hello
