@@ -261,3 +261,42 @@ def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):
     data, rate = sf.read(rec["path"], dtype="int16")
     assert rate == RATE_HZ and len(data) == 6 * RATE_HZ and np.abs(data).max() > 10000
     assert snippet.AuditLog(tmp_path / "out" / "audit.jsonl").verify() is None
+
+
+def test_cli_snippet_by_event_from_the_store(tmp_path, keydir, capsys):
+    """`shotline snippet --event ID`: triggers and port from the store, snippet recorded there."""
+    import time
+
+    from shotline.store import Store
+    from shotline.virtual import VirtualSensor
+
+    root = tmp_path / "vs"
+    vs = VirtualSensor("V2", root, folder=tmp_path / "ports", speed=8.0)
+    (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
+    priv_install.install(vs.board.app, RamBlockDev(30 * 65), root=str(root), first_block=0,
+                         seg_data_blocks=64)
+    db = tmp_path / "store.sqlite"
+    with vs:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with vs._lock:
+                pending = vs.board.app.outbox.pending()
+            if len(pending) >= 9:
+                break
+            time.sleep(0.1)
+        seq = pending[-5]
+        with Store(db) as store:
+            store.upsert_sensor("V2", port=vs.path)
+            (tid, _), = store.insert_triggers([{"sensor_id": "V2", "seq": seq,
+                                                "onset_utc_s": time.time()}])
+            event_id = store.insert_event({"t_emit_utc_s": time.time()}, [tid])
+        rc = main(["snippet", "--event", str(event_id), "--store", str(db), "--reason", "review",
+                   "--keys", str(keydir), "--out", str(tmp_path / "out"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    rec = json.loads(out.out.splitlines()[-1])
+    assert rec["status"] == "ok" and rec["event_id"] == event_id and rec["sensor_id"] == "V2"
+    with Store(db, readonly=True) as store:
+        rows = store.query("SELECT sensor_id, seq, n_samples, sha256, requested_by FROM snippets")
+    assert rows == [{"sensor_id": "V2", "seq": seq, "n_samples": 6 * RATE_HZ,
+                     "sha256": rec["sha256"], "requested_by": rec["user"]}]
