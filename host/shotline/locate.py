@@ -63,6 +63,7 @@ CHI2_TAIL = 1e-3                  # a consistent set's residuals fail the chi-sq
 _GEOMETRY_RTOL = 1e-6
 _GROW_GATES = 3.0                # growth tries arrivals within this many gates
 _STARTS = 6                      # distinct starting points refined per event
+_SAME_START_M = 20.0             # starts with one inlier set closer than this are one start
 _DISTINCT_M = 1.0                # solutions closer than this are the same solution
 _RNG_SEED = 20181218
 
@@ -334,32 +335,44 @@ def _jacobian(S, P, c, k, estimate_c):
 
 
 def _refine(S, dt, w, P, t0, c, k, estimate_c=False, iterations=30):
-    """Weighted Levenberg–Marquardt from (P, t0[, c]); returns P, t0, c (vectorised)."""
-    P, t0, c = P.copy(), t0.copy(), np.broadcast_to(np.asarray(c, float), t0.shape).copy()
+    """Weighted Levenberg–Marquardt from (P, t0[, c]); returns P, t0, c.
+
+    Vectorised over events; an event drops out of the loop once its step is
+    below a micrometre (or its damping has run away).
+    """
+    P, t0 = P.copy(), t0.copy()
+    c = np.broadcast_to(np.asarray(c, float), t0.shape).copy()
     q = k + 1 + int(estimate_c)
     lam = np.full(len(t0), 1e-3)
-    cost = np.sum(w * _residuals(S, dt, P, t0, c) ** 2, axis=1)
+    r = _residuals(S, dt, P, t0, c)
+    cost = np.sum(w * r * r, axis=1)
     eye = np.eye(q)
+    active = np.arange(len(t0))
     for _ in range(iterations):
-        r = _residuals(S, dt, P, t0, c)
-        J = _jacobian(S, P, c, k, estimate_c)
-        JtJ = np.einsum("bni,bn,bnj->bij", J, w, J)
-        Jtr = np.einsum("bni,bn,bn->bi", J, w, r)
-        d = np.sqrt(np.maximum(np.einsum("bii->bi", JtJ), 1e-300))
-        A = JtJ / d[:, :, None] / d[:, None, :] + lam[:, None, None] * eye
-        step = -np.linalg.solve(A, (Jtr / d)[:, :, None])[:, :, 0] / d
-        P_new = P.copy()
-        P_new[:, :k] += step[:, :k]
-        t0_new = t0 + step[:, k]
-        c_new = c + step[:, k + 1] if estimate_c else c
-        cost_new = np.sum(w * _residuals(S, dt, P_new, t0_new, c_new) ** 2, axis=1)
-        better = np.isfinite(cost_new) & (cost_new <= cost)
-        P[better], t0[better], c[better] = P_new[better], t0_new[better], c_new[better]
-        small = np.max(np.abs(step[:, :k]), axis=1) < 1e-7
-        lam = np.where(better, np.maximum(lam / 5.0, 1e-12), lam * 10.0)
-        cost = np.where(better, cost_new, cost)
-        if np.all(small | (lam > 1e8)):
+        if len(active) == 0:
             break
+        Sa, dta, wa, Pa, t0a, ca = S[active], dt[active], w[active], P[active], t0[active], c[active]
+        J = _jacobian(Sa, Pa, ca, k, estimate_c)
+        Jw_t = (J * wa[:, :, None]).transpose(0, 2, 1)
+        JtJ = Jw_t @ J
+        Jtr = (Jw_t @ r[active][:, :, None])[:, :, 0]
+        d = np.sqrt(np.maximum(np.diagonal(JtJ, axis1=1, axis2=2), 1e-300))
+        A = JtJ / d[:, :, None] / d[:, None, :] + lam[active][:, None, None] * eye
+        step = -np.linalg.solve(A, (Jtr / d)[:, :, None])[:, :, 0] / d
+        P_new = Pa.copy()
+        P_new[:, :k] += step[:, :k]
+        t0_new = t0a + step[:, k]
+        c_new = ca + step[:, k + 1] if estimate_c else ca
+        r_new = _residuals(Sa, dta, P_new, t0_new, c_new)
+        cost_new = np.sum(wa * r_new * r_new, axis=1)
+        better = np.isfinite(cost_new) & (cost_new <= cost[active])
+        idx = active[better]
+        P[idx], t0[idx], c[idx], r[idx], cost[idx] = (P_new[better], t0_new[better], c_new[better],
+                                                       r_new[better], cost_new[better])
+        lam[active] = np.where(better, np.maximum(lam[active] / 5.0, 1e-12), lam[active] * 10.0)
+        small = np.max(np.abs(step[:, :k]), axis=1) < 1e-6
+        done = (better & small) | (lam[active] > 1e8)
+        active = active[~done]
     return P, t0, c
 
 
@@ -450,57 +463,71 @@ def _groups(sensors, sensor_ids=None):
     return inverse.ravel()
 
 
-def _subsets(valid_idx, group, m):
-    """Minimal subsets of arrivals at distinct sensors: all of them when there
-    are at most MAX_SUBSETS, else a deterministic random sample (m distinct
-    sensors, then one arrival at each)."""
+def _subsets(prob, valid_idx, group, m, gate):
+    """Minimal subsets of arrivals at distinct sensors.
+
+    All of them when there are at most MAX_SUBSETS; otherwise a deterministic
+    guided sample: a random first arrival, then each next one drawn among the
+    arrivals at other sensors whose time difference to every arrival drawn so
+    far is physically possible (at most distance / c, plus the gate).  In a
+    pool of many impulses this finds the arrivals of one impulse far more
+    often than blind sampling.
+    """
     total = math.comb(len(valid_idx), m)
     if total <= MAX_SUBSETS:
         subs = np.array(list(itertools.combinations(valid_idx, m)), dtype=int).reshape(-1, m)
         if len(subs) == 0:
             return subs
-        g = group[subs]
-        distinct = np.all(np.sort(g, axis=1)[:, 1:] != np.sort(g, axis=1)[:, :-1], axis=1)
-        return subs[distinct]
+        g = np.sort(group[subs], axis=1)
+        return subs[np.all(g[:, 1:] != g[:, :-1], axis=1)]
+    idx = np.asarray(valid_idx)
+    pos, t, g = prob.sensors[idx], prob.dt_s[idx], group[idx]
+    dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+    possible = (np.abs(t[:, None] - t[None, :]) <= dist / prob.c_m_s + gate) & (g[:, None] != g[None, :])
     rng = np.random.default_rng(_RNG_SEED)
-    by_group = {}
-    for i in valid_idx:
-        by_group.setdefault(int(group[i]), []).append(int(i))
-    rows = list(by_group.values())
-    if len(rows) < m:
+    subs = []
+    for first in rng.integers(len(idx), size=MAX_SUBSETS):
+        chosen, allowed = [first], possible[first].copy()
+        for _ in range(m - 1):
+            options = np.flatnonzero(allowed)
+            if len(options) == 0:
+                break
+            nxt = options[rng.integers(len(options))]
+            chosen.append(nxt)
+            allowed &= possible[nxt]
+        if len(chosen) == m:
+            subs.append(chosen)
+    if not subs:
         return np.zeros((0, m), dtype=int)
-    picks = np.argsort(rng.random((MAX_SUBSETS, len(rows))), axis=1)[:, :m]
-    choice = rng.random((MAX_SUBSETS, m))
-    subs = np.array([[rows[g][int(u * len(rows[g]))] for g, u in zip(gs, us)]
-                     for gs, us in zip(picks, choice)], dtype=int)
-    return np.unique(subs, axis=0)
+    return np.unique(np.sort(idx[np.array(subs)], axis=1), axis=0)
 
 
 def _select(r, valid, group, gate):
     """Per candidate: inlier mask (one arrival per sensor, best fit), counts.
 
-    r: (C, N) residuals; returns used (C, N), n_inliers (C,), n_early (C,), sse (C,).
+    r: (C, N) residuals; returns used (C, N), n_inliers (C,), n_early (C,), sse (C,)
+    where n_early counts sensors whose arrivals are all early beyond the gate.
     """
     absr = np.where(valid, np.abs(r), np.inf)
     inl = absr <= gate
-    n_groups = int(group.max()) + 1 if len(group) else 0
-    used = np.zeros_like(inl)
-    for g in range(n_groups):
-        cols = np.flatnonzero(group == g)
-        if len(cols) == 1:
-            used[:, cols[0]] = inl[:, cols[0]]
-        else:
-            best = cols[np.argmin(absr[:, cols], axis=1)]
-            rows = np.arange(len(r))
-            used[rows, best] = inl[rows, best]
-    early_group = np.zeros((len(r), n_groups), dtype=bool)
-    has_used = np.zeros((len(r), n_groups), dtype=bool)
     early = valid & (r < -gate)
-    for g in range(n_groups):
-        cols = group == g
-        early_group[:, g] = np.any(early[:, cols], axis=1)
-        has_used[:, g] = np.any(used[:, cols], axis=1)
-    n_early = np.sum(early_group & ~has_used, axis=1)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    if n_groups == r.shape[1]:  # one arrival per sensor
+        used, n_early = inl, np.sum(early, axis=1)
+    else:
+        onehot = np.zeros((r.shape[1], n_groups))
+        onehot[np.arange(r.shape[1]), group] = 1.0
+        # Best-fitting arrival of each sensor: the smallest |r| within its group.
+        order = np.lexsort((absr, np.broadcast_to(group, absr.shape)), axis=1)
+        sorted_group = group[order]
+        first = np.ones_like(order, dtype=bool)
+        first[:, 1:] = sorted_group[:, 1:] != sorted_group[:, :-1]
+        best = np.zeros_like(inl)
+        np.put_along_axis(best, order, first, axis=1)
+        used = inl & best
+        early_group = (early.astype(float) @ onehot) > 0
+        has_used = (used.astype(float) @ onehot) > 0
+        n_early = np.sum(early_group & ~has_used, axis=1)
     sse = np.sum(np.where(used, r * r, 0.0), axis=1)
     return used, used.sum(axis=1), n_early, sse
 
@@ -536,7 +563,7 @@ def _consensus(prob, valid, group, gate, sigma, estimate_c):
                 results.pop()
             elif len(valid_idx) >= k + 3 and results[-1][0].sum() == len(valid_idx):
                 return results  # every arrival consistent, with two or more to spare
-    subs = _subsets(valid_idx, group, m)
+    subs = _subsets(prob, valid_idx, group, m, gate)
     if len(subs):
         P, t0, ok = minimal_solutions(prob.sensors[subs], dt[subs], k, prob.c_m_s)
         P, t0 = P[ok], t0[ok]
@@ -546,18 +573,29 @@ def _consensus(prob, valid, group, gate, sigma, estimate_c):
         r = _residuals(prob.sensors[None], dt[None], P, t0, np.full(len(t0), prob.c_m_s))
         used, n_in, n_early, sse = _select(r, valid, group, gate)
         order = np.lexsort((sse, n_early, -n_in))
-        tried = [res[1] for res in results]
+        tried = [(res[0], res[1]) for res in results]
+        best_used = max([int(res[0].sum()) for res in results], default=0)
         for i in order[:256]:
-            if n_in[i] < m or any(np.linalg.norm(P[i] - t) < _DISTINCT_M for t in tried):
+            if n_in[i] < max(m, best_used - 1):
+                break  # (sorted) the rest cannot reach the best set found
+            if _seen(used[i], P[i], tried):
                 continue
-            tried.append(P[i])
+            tried.append((used[i], P[i]))
             res = _iterate(prob, valid, group, gate, sigma, used[i], P[i], t0[i], estimate_c)
             if res is not None:
                 results.append(res)
+                best_used = max(best_used, int(res[0].sum()))
             if len(tried) >= _STARTS:
                 break
     results.sort(key=lambda res: (-int(res[0].sum()), res[5], res[4]))
     return results
+
+
+def _seen(mask, pos, tried):
+    """Whether a start repeats one already tried: the same inlier set nearby
+    (it would converge to the same solution), or any set at the same place."""
+    return any(np.linalg.norm(pos - t_pos) < (_SAME_START_M if np.array_equal(mask, t_mask) else _DISTINCT_M)
+               for t_mask, t_pos in tried)
 
 
 def _iterate(prob, valid, group, gate, sigma, mask, P, t0, estimate_c):
@@ -937,7 +975,8 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
         sigma = np.where(dof > 0, np.sqrt(rss / np.maximum(dof, 1)), DEFAULT_TIMING_SIGMA_S)
     J = _jacobian(S, P, np.full(B, c), k, False)
     JtJ = np.einsum("bni,bn,bnj->bij", J, w, J)
-    det_ok = np.linalg.cond(JtJ) < 1e14
+    dg = np.sqrt(np.maximum(np.diagonal(JtJ, axis1=1, axis2=2), 1e-300))
+    det_ok = np.abs(np.linalg.det(JtJ / dg[:, :, None] / dg[:, None, :])) > 1e-12  # well conditioned
     cov = np.full((B, 3, 3), np.nan)
     if det_ok.any():
         inv = np.linalg.inv(JtJ[det_ok])
