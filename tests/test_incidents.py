@@ -4,6 +4,7 @@ import json
 import pytest
 
 from shotline.cli import main
+from shotline.geo import LocalFrame
 from shotline.incidents import (IncidentError, audit_trail, get_incident, list_incidents,
                                 record_incident, set_status, should_alert)
 from shotline.store import Store
@@ -107,3 +108,67 @@ def test_incidents_and_map_commands(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary == {"out": str(png), "sensors": 2, "incidents": 2, "truth": 1}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+# -- grouping located events into incidents, and raising their alerts -----------------
+FRAME = LocalFrame(40.45, -79.98, 0.0)
+
+
+def _event(eid, t, e_m, n_m, n_sensors=5, major=3.0, sensors=("S1", "S2", "S3", "S4")):
+    lat, lon, alt = FRAME.to_llh([e_m, n_m, 0.0]).tolist()
+    return {"event_id": eid, "id": 100 + eid, "t_emit_utc_s": t, "position_llh": [lat, lon, alt],
+            "n_sensors": n_sensors, "ellipse95_m": {"major": major, "minor": 1.0,
+                                                    "azimuth_deg": 10.0},
+            "sensors": [{"sensor": s} for s in sensors]}
+
+
+def test_bursts_group_by_time_and_place_and_close_after_the_decision_time():
+    from shotline.incidents import BurstGrouper
+
+    g = BurstGrouper(FRAME, gap_s=2.0, radius_m=200.0, decision_s=3.0)
+    g.push(_event(1, 100.0, 0, 0))
+    g.push(_event(2, 100.3, 2, 1))          # same burst
+    g.push(_event(3, 100.6, 500, 0))        # same time, another place
+    g.push(_event(2, 100.3, 1, 1, n_sensors=6))   # a revision replaces, does not add
+    assert g.tick(104.9) == []              # 100.6 + 2 + 3 not yet passed
+    done = g.tick(105.5)
+    assert [[e["event_id"] for e in grp] for grp in done] == [[1, 2]]
+    assert done[0][1]["n_sensors"] == 6
+    g.push(_event(2, 100.3, 1, 1, n_sensors=7))   # revision of a closed incident: ignored
+    g.push(_event(4, 102.5, 500, 0))       # within 2 s of event 3: joins it
+    assert [[e["event_id"] for e in grp] for grp in g.flush()] == [[3, 4]]
+    assert g.flush() == []
+
+
+def test_a_burst_is_located_where_its_shots_agree():
+    from shotline.incidents import burst_fix, incident_from_events
+
+    shots = [_event(i, 100 + 0.2 * i, 10 + 0.5 * i, 20, n_sensors=5) for i in range(4)]
+    phantoms = [_event(9, 100.5, 120, -60, n_sensors=8, major=1.0),
+                _event(10, 100.7, -90, 80, n_sensors=8)]
+    best = burst_fix(shots + phantoms, FRAME, agree_m=20.0)
+    assert best["event_id"] in range(4)
+    inc = incident_from_events(shots + phantoms, FRAME, uid_prefix="t", extra={"k": 1})
+    assert inc["n_shots"] == 6 and inc["time_utc_s"] == 100.0
+    assert inc["uid"] == "t-1970-01-01T000140000Z-0"
+    assert inc["sensors"] == ["S1", "S2", "S3", "S4"] and inc["extra"] == {"k": 1}
+    assert inc["ellipse_major_m"] == 3.0 and inc["event_id"] == best["id"]
+
+
+def test_alerter_writes_a_cap_file_and_enqueues_one_webhook_per_incident(tmp_path):
+    from alerts_helpers import check_cap12
+    from shotline.alerts.dispatch import Alerter
+    from shotline.alerts.webhook import WebhookOutbox
+
+    store = _store(tmp_path)
+    inc = record_incident(store, {**BASE, "uid": "ev-9"})
+    outbox = WebhookOutbox(store, "http://127.0.0.1:9/x")
+    alerter = Alerter(cap_dir=tmp_path / "cap", outbox=outbox, cap_status="Test",
+                      clock=lambda: BASE["time_utc_s"] + 3)
+    made = alerter.alert(inc)
+    again = alerter.alert(inc)
+    root = check_cap12((tmp_path / "cap" / "ev-9.xml").read_text())
+    assert made["cap"] == str(tmp_path / "cap" / "ev-9.xml")
+    assert root.find("{urn:oasis:names:tc:emergency:cap:1.2}status").text == "Test"
+    assert made["webhook"] == again["webhook"] and len(outbox.pending()) == 1
+    assert json.loads(outbox.pending()[0]["body"])["properties"]["uid"] == "ev-9"

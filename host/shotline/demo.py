@@ -23,7 +23,6 @@ import math
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,31 +44,6 @@ SENSOR_PATHS = {
     "detector": "each sensor's audio through the native C detector (the firmware's detector "
                 "code) in-process -> store -> the collector's live association",
 }
-
-
-@dataclass
-class Incident:
-    """Events (latest revision each) at one place: one shot or a burst."""
-    events: list = field(default_factory=list)
-
-    @property
-    def last_s(self):
-        return max(e["t_emit_utc_s"] for e in self.events)
-
-    def best(self, frame):
-        """The incident's fix: the event most of the burst agrees with (other events
-        within ``AGREE_M``), then the one the most sensors heard, then the smallest
-        ellipse.  Echoes in a fast burst make scattered phantom fixes; the real
-        shots pile up on one spot."""
-        def support(e):
-            return sum(_horizontal_m(frame, e["position_llh"], o["position_llh"]) <= AGREE_M
-                       for o in self.events)
-        return max(self.events, key=lambda e: (support(e), e["n_sensors"], -_major(e)))
-
-
-def _major(event):
-    v = (event.get("ellipse95_m") or {}).get("major")
-    return float(v) if v is not None and math.isfinite(v) else 1e3
 
 
 def _horizontal_m(frame, llh_a, llh_b):
@@ -181,147 +155,105 @@ def _classifier():
 class Night:
     """Located events in (from the collector or the in-process path) -> incidents -> alerts.
 
-    ``on_trigger(record)`` moves the stream clock: an incident closes (and
-    alerts) once the clock is ``BURST_GAP_S + decision_s`` past its last shot,
-    ``decision_s`` being how long association may take to decide an event;
-    ``on_event(record)`` takes a stored event record (with its ``id``); a
-    revision of an event whose incident already alerted is kept in the store
-    only; ``finish()`` closes the rest.
-    Alerts are enqueued to the webhook outbox; the caller delivers them.
+    ``on_trigger(record)`` moves the stream clock, ``on_event(record)`` takes a
+    stored event record (with its ``id``); incidents are grouped by
+    :class:`shotline.incidents.BurstGrouper`, recorded, classified when a
+    model is shipped, and alerted by :class:`shotline.alerts.dispatch.Alerter`
+    (CAP file, webhook outbox; the caller delivers).  ``finish()`` closes the rest.
     """
 
     def __init__(self, store, rendering, out_dir, *, threshold, say, decision_s,
                  webhook_url=None):
+        from shotline.alerts.dispatch import Alerter
         from shotline.alerts.webhook import WebhookOutbox
         from shotline.geo import LocalFrame
+        from shotline.incidents import BurstGrouper
 
         sc = rendering.scenario
-        self.store, self.rendering, self.out = store, rendering, Path(out_dir)
+        self.store, self.rendering = store, rendering
         self.threshold, self.say = threshold, say
         self.frame = LocalFrame(*sc.origin_llh)
         self.truth = Truth(rendering.truth, self.frame)
         self.model, self.model_error = _classifier()
         self.outbox = WebhookOutbox(store, webhook_url, base_delay_s=0.2, max_delay_s=2.0,
                                     timeout_s=2.0) if webhook_url else None
+        self.alerter = Alerter(cap_dir=Path(out_dir) / "cap", outbox=self.outbox,
+                               cap_status="Exercise",
+                               note="Simulated night (shotline demo): not a real event")
+        self.grouper = BurstGrouper(self.frame, gap_s=BURST_GAP_S, radius_m=BURST_RADIUS_M,
+                                    decision_s=decision_s)
         self.events = {}          # event_id -> latest record
-        self.open = []            # incidents still collecting shots
-        self.incidents = []       # (incident dict, Incident, truth matches)
-        self.triggers = 0
-        self.decision_s = float(decision_s)
-        self._raised = set()      # event ids whose incident has alerted
+        self.incidents = []       # (incident dict, truth matches of its events)
         self._lock = threading.Lock()
-        (self.out / "cap").mkdir(parents=True, exist_ok=True)
 
     def on_trigger(self, record):
         with self._lock:
-            self.triggers += 1
-            self._close(record["onset_utc_s"])
+            for group in self.grouper.tick(record["onset_utc_s"]):
+                self._raise(group)
 
     def on_event(self, record):
         if record.get("status") != "ok" or record.get("position_llh") is None:
             return
         with self._lock:
-            if record["event_id"] in self._raised:
-                return
             self.events[record["event_id"]] = record
-            self._group(record)
+            self.grouper.push(record)
 
     def finish(self):
         with self._lock:
-            self._close(math.inf)
-
-    def _group(self, event):
-        for inc in self.open:
-            if any(e["event_id"] == event["event_id"] for e in inc.events):
-                inc.events = [event if e["event_id"] == event["event_id"] else e
-                              for e in inc.events]
-                return
-        for inc in self.open:
-            near = min(_horizontal_m(self.frame, event["position_llh"], e["position_llh"])
-                       for e in inc.events)
-            if event["t_emit_utc_s"] - inc.last_s <= BURST_GAP_S and near <= BURST_RADIUS_M:
-                inc.events.append(event)
-                return
-        self.open.append(Incident([event]))
-
-    def _close(self, stream_s):
-        done = [i for i in self.open if stream_s - i.last_s > BURST_GAP_S + self.decision_s]
-        self.open = [i for i in self.open if i not in done]
-        for inc in sorted(done, key=lambda i: i.events[0]["t_emit_utc_s"]):
-            self._raise(inc)
+            for group in self.grouper.flush():
+                self._raise(group)
 
     # -- incidents and alerts ------------------------------------------------------
-    def _classify(self, inc):
+    def _classify(self, events, best):
         if self.model is None:
             return {}
         from shotline.classify import classify_event
 
-        best = inc.best(self.frame)
         triggers = []
         for rec in self.store.query("SELECT * FROM triggers WHERE event_id=?", (best["id"],)):
             rec.update(json.loads(rec.pop("features")))
             pos = self.frame.to_enu([rec["lat_deg"], rec["lon_deg"], rec["alt_m"] or 0.0])
             triggers.append(dict(rec, sensor_position_m=pos.tolist()))
+        w = self.rendering.scenario.weather
         event = {"time_utc_s": best["t_emit_utc_s"], "position_m": best["position_m"],
                  "ellipse95_m": best["ellipse95_m"], "triggers": triggers,
-                 "temperature_c": self.rendering.scenario.weather.temperature_c,
-                 "relative_humidity_pct": self.rendering.scenario.weather.relative_humidity_pct}
+                 "temperature_c": w.temperature_c, "relative_humidity_pct": w.relative_humidity_pct}
         try:
             result = classify_event(event, self.model,
-                                    burst_times_s=[e["t_emit_utc_s"] for e in inc.events])
+                                    burst_times_s=[e["t_emit_utc_s"] for e in events])
         except Exception as exc:  # a bad event must not stop the night
             return {"class": "unknown", "reasons": [f"classifier failed: {exc}"]}
         p = result.probability
         return {"class": result.class_, "probability": None if p != p else round(float(p), 4),
                 "reasons": [r.get("feature", r.get("error", "")) for r in result.reasons]}
 
-    def _raise(self, inc):
-        from shotline.alerts.cap import cap_alert
-        from shotline.alerts.geojson import incident_feature
-        from shotline.alerts.webhook import alert_key
-        from shotline.incidents import record_incident
+    def _raise(self, events):
+        from shotline.incidents import burst_fix, incident_from_events, record_incident
 
-        self._raised.update(e["event_id"] for e in inc.events)
-        first = min(inc.events, key=lambda e: e["t_emit_utc_s"])
-        best = inc.best(self.frame)
-        lat, lon, alt = best["position_llh"]
-        sensors = sorted({s["sensor"] for e in inc.events for s in e["sensors"]})
-        matches = [self.truth.match(e) for e in inc.events]
+        best = burst_fix(events, self.frame, AGREE_M)
+        matches = [self.truth.match(e) for e in events]
         best_match = self.truth.match(best)
         truth_id, error_m = (None, None) if best_match is None else \
             (best_match[1], round(best_match[2], 2))
-        record = {
-            "uid": f"demo-{format_utc(first['t_emit_utc_s'], 3).replace(':', '').replace('.', '')}"
-                   f"-{first['event_id']}",
-            "event_id": first["id"], "time_utc_s": first["t_emit_utc_s"],
-            "lat_deg": float(lat), "lon_deg": float(lon), "alt_m": float(alt),
-            "ellipse_major_m": best["ellipse95_m"]["major"],
-            "ellipse_minor_m": best["ellipse95_m"]["minor"],
-            "ellipse_azimuth_deg": best["ellipse95_m"]["azimuth_deg"],
-            "sensors": sensors, "n_shots": len(inc.events),
-            "extra": {"truth_id": truth_id, "error_m": error_m, "simulated": True},
-            **self._classify(inc),
-        }
+        record = incident_from_events(events, self.frame, uid_prefix="demo", agree_m=AGREE_M,
+                                      extra={"truth_id": truth_id, "error_m": error_m,
+                                             "simulated": True})
+        record.update(self._classify(events, best))
         stored = record_incident(self.store, record, threshold=self.threshold, by="demo")
         stored["error_m"] = error_m
-        self.incidents.append((stored, inc, matches))
-        truth_text = self._truth_text(truth_id, error_m)
+        self.incidents.append((stored, matches))
         cls = ""
         if stored.get("class") is not None:
             cls = f"  {stored['class']}" + (f" p={stored['probability']:.2f}"
                                             if stored.get("probability") is not None else "")
-        head = "ALERT " if stored["alert"] else "record"
-        self.say(f"{head} #{stored['id']:<3} {format_utc(stored['time_utc_s'], 2)[11:]}  "
+        self.say(f"{'ALERT ' if stored['alert'] else 'record'} #{stored['id']:<3} "
+                 f"{format_utc(stored['time_utc_s'], 2)[11:]}  "
                  f"{stored['lat_deg']:.6f},{stored['lon_deg']:.6f}  "
                  f"±{stored['ellipse_major_m']:.0f} m  {stored['n_shots']} shot(s)  "
-                 f"{len(sensors)} sensors{cls}  | {truth_text}")
+                 f"{len(stored['sensors'])} sensors{cls}  | "
+                 f"{self._truth_text(truth_id, error_m)}")
         if stored["alert"]:
-            sent = time.time()
-            xml = cap_alert(stored, sent_utc_s=sent, status="Exercise",
-                            note="Simulated night (shotline demo): not a real event")
-            (self.out / "cap" / f"{stored['uid']}.xml").write_text(xml)
-            if self.outbox is not None:
-                self.outbox.enqueue(incident_feature(stored), alert_key(stored))
+            self.alerter.alert(stored)
 
     def _truth_text(self, truth_id, error_m):
         if truth_id is None:
@@ -345,12 +277,12 @@ class Night:
         gun_imps = set(self.truth.gunshot_impulses())
         gun_sources = [s for s in self.truth.sources.values() if s["is_gunshot"]]
         best_error = {}   # true gunshot impulse -> smallest error of an event matching it
-        for _, _, matches in self.incidents:
+        for _, matches in self.incidents:
             for m in matches:
                 if m is not None and m[0] in gun_imps:
                     best_error[m[0]] = min(m[2], best_error.get(m[0], math.inf))
         shot_errors = list(best_error.values())
-        alerts = [i for i, _, _ in self.incidents if i["alert"]]
+        alerts = [i for i, _ in self.incidents if i["alert"]]
         true_alerts = [i for i in alerts if self._verdict(i) == "gunshot"]
         detected_sources = {i["extra"]["truth_id"] for i in true_alerts}
         incident_errors = [i["error_m"] for i in true_alerts if i["error_m"] is not None]

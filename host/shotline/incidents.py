@@ -218,3 +218,101 @@ def audit_trail(store, incident_id):
     """Status changes of one incident, oldest first."""
     return store.query("SELECT * FROM incident_audit WHERE incident_id=? ORDER BY id",
                        (int(incident_id),))
+
+
+# -- from located events to incidents ---------------------------------------------------
+def _major_m(event):
+    v = (event.get("ellipse95_m") or {}).get("major")
+    return float(v) if v is not None and math.isfinite(v) else 1e3
+
+
+def _distance_m(frame, llh_a, llh_b):
+    a = frame.to_enu([llh_a[0], llh_a[1], 0.0])
+    b = frame.to_enu([llh_b[0], llh_b[1], 0.0])
+    return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+def burst_fix(events, frame, agree_m=20.0):
+    """The event that locates a burst: the one most of the burst agrees with
+    (other events within ``agree_m`` metres), then the one the most sensors
+    heard, then the smallest ellipse.  Echoes in a fast burst make scattered
+    phantom fixes; the real shots pile up on one spot."""
+    def support(e):
+        return sum(_distance_m(frame, e["position_llh"], o["position_llh"]) <= agree_m
+                   for o in events)
+    return max(events, key=lambda e: (support(e), e.get("n_sensors", 0), -_major_m(e)))
+
+
+class BurstGrouper:
+    """Located events -> incidents: one shot, or a burst at one place.
+
+    Events are dicts as the collector stores them (``event_id``,
+    ``t_emit_utc_s``, ``position_llh``, ``n_sensors``, ``ellipse95_m``,
+    ``sensors``); a revision replaces the earlier one of its ``event_id``.  An
+    event joins an open group when it is within ``gap_s`` of the group's last
+    shot and ``radius_m`` of one of its fixes.  ``tick(stream_s)`` returns the
+    groups the stream clock has passed by ``gap_s + decision_s``
+    (``decision_s``: how long association may take to decide an event);
+    revisions of events in a returned group are ignored.  Not thread-safe.
+    """
+
+    def __init__(self, frame, *, gap_s=2.0, radius_m=200.0, decision_s=0.0):
+        self.frame, self.gap_s, self.radius_m = frame, float(gap_s), float(radius_m)
+        self.decision_s = float(decision_s)
+        self.open = []
+        self._closed_ids = set()
+
+    def push(self, event):
+        eid = event["event_id"]
+        if eid in self._closed_ids:
+            return
+        for group in self.open:
+            for k, e in enumerate(group):
+                if e["event_id"] == eid:
+                    group[k] = event
+                    return
+        for group in self.open:
+            last = max(e["t_emit_utc_s"] for e in group)
+            if event["t_emit_utc_s"] - last <= self.gap_s and min(
+                    _distance_m(self.frame, event["position_llh"], e["position_llh"])
+                    for e in group) <= self.radius_m:
+                group.append(event)
+                return
+        self.open.append([event])
+
+    def tick(self, stream_s):
+        """Groups finished by stream time ``stream_s`` (POSIX s), oldest first."""
+        wait = self.gap_s + self.decision_s
+        done = [g for g in self.open if stream_s - max(e["t_emit_utc_s"] for e in g) > wait]
+        self.open = [g for g in self.open if not any(g is d for d in done)]
+        for g in done:
+            self._closed_ids.update(e["event_id"] for e in g)
+        return sorted(done, key=lambda g: min(e["t_emit_utc_s"] for e in g))
+
+    def flush(self):
+        return self.tick(math.inf)
+
+
+def incident_from_events(events, frame, *, uid_prefix="ev", agree_m=20.0, extra=None):
+    """A group of located events -> the incident dict for :func:`record_incident`.
+
+    Time: the first shot's emission; position and ellipse: :func:`burst_fix`;
+    sensors: every sensor that took part; ``n_shots``: the number of events.
+    """
+    first = min(events, key=lambda e: e["t_emit_utc_s"])
+    best = burst_fix(events, frame, agree_m)
+    lat, lon, alt = best["position_llh"]
+    from shotline.timeutil import format_utc
+
+    stamp = format_utc(first["t_emit_utc_s"], 3).replace(":", "").replace(".", "")
+    ellipse = best.get("ellipse95_m") or {}
+    return {
+        "uid": f"{uid_prefix}-{stamp}-{first['event_id']}",
+        "event_id": best.get("id"), "time_utc_s": float(first["t_emit_utc_s"]),
+        "lat_deg": float(lat), "lon_deg": float(lon), "alt_m": float(alt),
+        "ellipse_major_m": ellipse.get("major"), "ellipse_minor_m": ellipse.get("minor"),
+        "ellipse_azimuth_deg": ellipse.get("azimuth_deg"),
+        "sensors": sorted({s["sensor"] if isinstance(s, dict) else str(s)
+                           for e in events for s in e.get("sensors") or ()}),
+        "n_shots": len(events), "extra": dict(extra or {}),
+    }

@@ -1,6 +1,4 @@
 """``shotline demo --out demo-out``: the simulated night, end to end."""
-import sys
-
 from shotline.cli import CommandError, emit, warn
 
 
@@ -66,7 +64,7 @@ def run(args):
         summary = run_demo(args.out, args.scenario or DEFAULT_SCENARIO, threshold=args.threshold,
                            webhook=not args.no_webhook, path=args.path, speed=args.speed,
                            say=say,
-                           progress=lambda msg: warn(msg) if sys.stderr.isatty() or True else None)
+                           progress=warn)
     except ScenarioError as exc:
         raise CommandError(str(exc)) from None
     emit(summary, args.json, text=_summary_text(summary))
