@@ -247,3 +247,20 @@ def test_second_board_with_the_same_id_is_refused_not_merged(tmp_path, boards):
         time.sleep(0.3)
     assert b.unacked() == [1]  # kept on the board, not acknowledged as a duplicate
     assert stored(store) == [("same", 1)]
+
+
+def test_reused_sequence_numbers_stay_on_the_board(tmp_path, boards):
+    b = boards("vs1")
+    store = Store(tmp_path / "c.sqlite")
+    with Collector(store, [b.path]) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        b.trigger()
+        assert wait_until(lambda: not b.unacked())
+        b.outbox.clear()
+        b.acked.clear()
+        b.next_trigger_seq = 1  # flash wiped: the board starts counting again
+        b.trigger(onset_utc_s=1545190000.0)
+        assert wait_until(lambda: c.boards[b.path].triggers_rejected >= 1)
+    assert b.unacked() == [1]  # not acknowledged: still on the board
+    assert c.boards[b.path].last_error == "sequence reused"
+    assert [r["onset_utc_s"] for r in store.triggers()] == [pytest.approx(1545180567.25)]

@@ -39,7 +39,7 @@ def test_trigger_round_trip_keeps_features_and_microseconds(tmp_path):
 def test_replay_is_deduplicated_by_sensor_and_seq(tmp_path):
     with Store(tmp_path / "s.sqlite") as s:
         a = s.insert_trigger(trig(seq=7))
-        b = s.insert_trigger(trig(seq=7, onset=99.0))  # replay: first copy wins
+        b = s.insert_trigger(trig(seq=7, snr_db=1.0))  # replay: the first copy is kept
         c = s.insert_trigger(trig(sensor="S2", seq=7))
         assert a[1] and not b[1] and c[1]
         assert a[0] == b[0] != c[0]
@@ -152,3 +152,12 @@ def test_readonly_open_refuses_an_unmigrated_file(tmp_path):
         Store(path, readonly=True)
     with pytest.raises(StoreError):
         Store(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_a_different_trigger_under_a_stored_seq_is_not_swallowed(tmp_path):
+    with Store(tmp_path / "s.sqlite") as s:
+        (first, _), = s.insert_triggers([trig(seq=1)])
+        same = s.insert_trigger(trig(seq=1, onset=1545180567.467123 + 1e-6))
+        reused = s.insert_trigger(trig(seq=1, onset=1545190000.0))  # board wiped: seq restarted
+        assert same == (first, False) and reused == (None, False)
+        assert s.counts()["triggers"] == 1

@@ -328,6 +328,12 @@ class Collector:
         new = []
         for (status, rec), (row_id, inserted) in zip(triggers, results):
             if row_id is None:
+                if status.last_error != "sequence reused":
+                    _log(logging.ERROR, "trigger sequence number reused (board's outbox reset?): "
+                         "kept on the board, not stored", port=status.port,
+                         sensor_id=rec.get("sensor_id"), seq=rec.get("seq"))
+                status.last_error = "sequence reused"
+                status.triggers_rejected += 1
                 continue
             acks.setdefault(status.port, []).append(rec["seq"])
             if inserted:

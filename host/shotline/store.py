@@ -101,6 +101,9 @@ CREATE TABLE snippets (
     _INCIDENTS_MIGRATION,
 ]
 
+# Two records of one (sensor_id, seq) are the same trigger if their onsets agree this well.
+SAME_ONSET_S = 1e-3
+
 # Trigger keys with their own column; every other key goes to ``features``.
 _TRIGGER_COLUMNS = ("time_quality", "holdover", "lat_deg", "lon_deg", "alt_m",
                     "snr_db", "peak_dbfs")
@@ -250,7 +253,12 @@ class Store:
     def insert_triggers(self, triggers, *, received_utc_s=None):
         """Store many triggers in ONE durable transaction (group commit).
 
-        Returns ``[(row_id, inserted), ...]`` in input order.  Raises
+        Returns ``[(row_id, inserted), ...]`` in input order.  A replay of a
+        stored trigger gives ``(existing_row_id, False)``; a DIFFERENT trigger
+        under a stored ``(sensor_id, seq)`` (onsets more than ``SAME_ONSET_S``
+        apart: the board's sequence was reset, e.g. its flash wiped) is not
+        stored and gives ``(None, False)``, so the caller can keep it on the
+        board and raise the alarm instead of losing it as a "duplicate".  Raises
         ``StoreError`` (storing none of them) if any trigger is malformed.
         """
         now = time.time()
@@ -269,9 +277,10 @@ class Store:
                     out.append((cur.lastrowid, True))
                 else:
                     existing = db.execute(
-                        "SELECT id FROM triggers WHERE sensor_id=? AND seq=?",
+                        "SELECT id, onset_utc_s FROM triggers WHERE sensor_id=? AND seq=?",
                         (row[0], row[1])).fetchone()
-                    out.append((existing["id"], False))
+                    same = abs(existing["onset_utc_s"] - row[2]) <= SAME_ONSET_S
+                    out.append((existing["id"] if same else None, False))
         return out
 
     @staticmethod
