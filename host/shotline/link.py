@@ -177,12 +177,11 @@ class Link:
         Repeats the request ``retries`` times within ``timeout_s`` (a board
         just plugged in may miss the first one while it boots).
         """
-        per_try = timeout_s / max(1, retries)
-        for attempt in range(max(1, retries)):
+        tries = max(1, retries)
+        for attempt in range(tries):
             self.send(wire.HELLO, {})
             try:
-                return self.wait_for(lambda f: f.type == wire.HELLO, per_try).json()
+                return self.wait_for(lambda f: f.type == wire.HELLO, timeout_s / tries).json()
             except LinkTimeout:
-                if attempt == retries - 1:
+                if attempt == tries - 1:
                     raise
-        raise LinkTimeout(f"{self.url}: no hello")  # pragma: no cover
