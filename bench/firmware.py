@@ -132,7 +132,7 @@ for _ in range(100):     # warm up
     one_block()
 # 1. I2S IRQ: 32-bit words -> int16 (pure-Python conversion), one block
 t_irq = per_call(one_irq)
-# 2. the IRQ with a converter as fast as the natmod's (here: none at all)
+# 2. the IRQ around the conversion (the natmod's C convert cannot run here: stubbed)
 app.capture._native = lambda raw, dst, shift: None
 t_irq_native = per_call(one_irq)
 # 3. main loop per block, no trigger: take, time envelope, audio hook, detection, release
@@ -188,15 +188,15 @@ def main():
     print("firmware per-block cost on MicroPython %s (WebAssembly, this host; NOT an RP2040)" % "1.29")
     print("  block: 256 samples at 16 kHz = %.0f us real-time budget" % b)
     for name, key in (("I2S IRQ, 32->16-bit conversion in Python", "irq_us"),
-                      ("I2S IRQ with the conversion in C (natmod)", "irq_native_us"),
+                      ("I2S IRQ, conversion stubbed (natmod C not timed)", "irq_native_us"),
                       ("main loop per block (no trigger)", "block_us"),
                       ("one trigger (features, UTC, outbox write)", "trigger_us")):
         print("  %-45s %8.1f us  %5.2f %% of a block" % (name, r[key], 100 * r[key] / b))
     print("  (framing that %d-byte record: %.0f us here with micropython-lib's pure-Python"
           " binascii, excluded above; the rp2 port's binascii is C)" % (r["record_bytes"], r["frame_us"]))
     total = r["irq_native_us"] + r["block_us"]
-    print("  %-45s %8.1f us  %5.2f %% (steady state, C detector excluded)"
-          % ("capture (natmod convert) + loop", total, 100 * total / b))
+    print("  %-45s %8.1f us  %5.2f %% (steady state; C convert and C detector excluded)"
+          % ("capture IRQ + main loop", total, 100 * total / b))
     print("RAM (MicroPython heap; object sizes as on the board, 32-bit):")
     print("  allocated while the app starts (buffers, outbox file, lazy imports, garbage; an upper bound): %d bytes"
           % r["app_ram_bytes"])
