@@ -200,6 +200,31 @@ def test_earlier_session_with_utc_waits_for_time_then_expires():
     assert out == mic_samples(0, 3000)
 
 
+def test_without_time_the_newest_stamp_on_the_card_still_expires_older_boots():
+    dev = RamBlockDev(8 * SLOT_BLOCKS)
+    ring = make_ring(dev)                                    # boot 1 at T0
+    ring.mount()
+    feed(ring, 0, 2 * SEG_SAMPLES, random.Random(12))
+    ring.close()
+    later = utc_clock(T0_US + 100 * H_US)
+    fixes = []
+
+    def gps(s):                                              # boot 2, 100 h later: the fix
+        fixes.append(s)                                      # arrives after its first segment
+        return later(s) if len(fixes) > 1 else None          # opened, before it is committed
+    ring2 = make_ring(dev, clock=gps)
+    ring2.mount(now_utc_us=None)
+    feed(ring2, 0, SEG_SAMPLES - 10, random.Random(13))
+    ring2.flush()                                            # then the power fails
+    assert ring2.header(ring2._session_seq).utc_us == T0_US + 100 * H_US
+    boot1 = slot_ranges(ring2)[1:3]
+    assert dev.image[boot1[0][0]:boot1[0][0] + 4] == b"SLA1"     # boot 1 is still on the card
+    ring3 = make_ring(dev, clock=lambda s: None)             # boot 3: no GPS at all
+    assert ring3.mount(now_utc_us=None)["kept"] == 1         # boot 2's segment only
+    for lo, hi in boot1:
+        assert_only_zero_or_fill(dev.image, lo, hi)
+
+
 def test_current_session_ages_by_sample_count_whatever_the_clock_says():
     dev = RamBlockDev(5 * SLOT_BLOCKS)
     ring = make_ring(dev, clock=lambda s: T0_US, retention_s=20)   # a stuck clock

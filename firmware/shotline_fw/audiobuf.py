@@ -216,6 +216,7 @@ class AudioRing:
         self._rstage = bytearray(stage_blocks * BLOCK_BYTES)
         self._rkey = None             # (seq, stage, valid bytes) held in _rstage
         self._found = None            # the header find() returned last
+        self._utc_floor = None        # newest UTC stamp on the card at mount, us
         self._stage = bytearray(stage_blocks * BLOCK_BYTES)
         self._stage_mv = memoryview(self._stage)
         self._zero = bytearray(stage_blocks * BLOCK_BYTES)
@@ -340,6 +341,8 @@ class AudioRing:
         kept = 0
         odd = []                      # kept slots whose seq does not fit the running numbering
         recheck_all = False
+        self._utc_floor = None
+        min_utc = None
         for slot in range(n):         # one pass: each header is read once
             block = self._block_of_slot(slot)
             if not self._read(block, self._hbuf):
@@ -361,6 +364,11 @@ class AudioRing:
             if not h.flags & FLAG_TAIL_CLEAN:
                 self._close_tail(h, block)
             kept += 1
+            if h.flags & FLAG_UTC:
+                if self._utc_floor is None or h.utc_us > self._utc_floor:
+                    self._utc_floor = h.utc_us
+                if min_utc is None or h.utc_us < min_utc:
+                    min_utc = h.utc_us
             if self.on_note is not None:
                 for trigger_seq, onset in h.notes:
                     self.on_note(trigger_seq, h.session, onset)
@@ -379,12 +387,20 @@ class AudioRing:
         self._tail_seq = self._next_seq
         # Headers not where their number says (a stale layout): their audio could never
         # be found, dated or expired, so it goes now.
-        for slot in (range(n) if recheck_all else odd):
+        # Without the time, the newest stamp on the card is a floor for "now": audio
+        # older than that by the retention is certainly expired (a rare second pass).
+        old = now_utc_us is None and min_utc is not None and \
+            self._utc_floor - min_utc >= self.retention_s * 1000000
+        for slot in (range(n) if recheck_all or old else odd):
             block = self._block_of_slot(slot)
             h = self._header_at(block)
             if h is not None and (h.seq - slot) % n != self._base:
                 self._wipe_at(block)
                 self.counts["corrupt_segments"] += 1
+                kept -= 1
+            elif h is not None and old and self._expired(h, None):
+                self._wipe_at(block)
+                self.counts["wiped_segments"] += 1
                 kept -= 1
         self._expire_seq = self._next_seq - n
         return {"card": self.card, "slots": n, "kept": kept,
@@ -425,8 +441,9 @@ class AudioRing:
             return self._next - h.first_sample >= self._retention_samples
         if not h.flags & FLAG_UTC:
             return h.session != self.session
-        if now_utc_us is None:
-            return False
+        if now_utc_us is None:                # the newest stamp seen: time is at least that
+            floor = self._utc_floor
+            return floor is not None and floor - h.utc_us >= self.retention_s * 1000000
         age_us = now_utc_us - h.utc_us
         return age_us >= self.retention_s * 1000000 or -age_us > FUTURE_SLACK_S * 1000000
 
