@@ -1,7 +1,8 @@
 """Detector speed (make bench).
 
 1. Host: throughput of the C detector through cffi on 60 s of 16 kHz noise
-   with a shot every second, in Msamples/s and as a multiple of real time.
+   with a shot every second, in Msamples/s and as a multiple of real time
+   (best of 3; one core; the machine may be shared, so figures vary).
 2. Cortex-M0: instructions per sample of impulse_process, measured under QEMU
    (machine microbit, nRF51 Cortex-M0) with -icount shift=0, where one
    instruction takes 1 ns of virtual time and TIMER0 (16 MHz) counts them.
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_C = ROOT / "native" / "bench"
 
 
-def host(rate=16000, seconds=60, block=256):
+def host(rate=16000, seconds=60):
     rng = np.random.default_rng(0)
     x = rng.normal(0, 300, rate * seconds)
     t = np.arange(int(0.003 * rate)) / rate
@@ -38,7 +39,8 @@ def host(rate=16000, seconds=60, block=256):
         x[i:i + len(t)] += 12000 * (1 - t / 0.003) * np.exp(-t / 0.003)
     x = np.clip(x, -32768, 32767).astype(np.int16)
     best = {}
-    for name, bs in (("one call", len(x)), ("%d-sample blocks" % block, block)):
+    for name, bs in (("one call", len(x)), ("4096-sample blocks", 4096),
+                     ("256-sample blocks (the board's DMA size)", 256)):
         runs = []
         for _ in range(3):
             det = ImpulseDetector(rate)

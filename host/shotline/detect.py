@@ -91,6 +91,8 @@ class ImpulseDetector:
         if lib.impulse_init(self._state, self._cfg) != lib.IMPULSE_OK:
             raise ValueError("impulse_init rejected the configuration")
         self._post_n = self._cfg.post_n
+        self._out_n = 0
+        self._out = None
 
     def reset(self):
         """Start a new stream (sample index 0), same configuration."""
@@ -111,17 +113,22 @@ class ImpulseDetector:
             if samples.dtype != np.int16 or samples.ndim != 1:
                 raise TypeError("samples must be a 1-D int16 array, got %s%r"
                                 % (samples.dtype, samples.shape))
-            buf = np.ascontiguousarray(samples)
+            if not samples.flags.c_contiguous:
+                samples = np.ascontiguousarray(samples)
+            buf = samples
         else:
             mv = memoryview(samples).cast("B")
             if len(mv) % 2:
                 raise ValueError("int16 buffer has an odd number of bytes")
             buf = np.frombuffer(mv, dtype=np.int16)
         n = len(buf)
-        max_out = n // self._post_n + 2
-        out = ffi.new("impulse_trigger_t[]", max_out)
-        count = lib.impulse_process(self._state, ffi.from_buffer("int16_t[]", buf), n, out, max_out)
-        return [_raw(out[i]) for i in range(count)]
+        max_out = n // self._post_n + 2  # a trigger spans at least post_n samples
+        if max_out > self._out_n:
+            self._out = ffi.new("impulse_trigger_t[]", max_out)
+            self._out_n = max_out
+        count = lib.impulse_process(self._state, ffi.from_buffer("int16_t[]", buf), n,
+                                    self._out, max_out)
+        return [_raw(self._out[i]) for i in range(count)]
 
     def process(self, samples):
         """Feed int16 samples; return the completed triggers as ``Trigger``."""
