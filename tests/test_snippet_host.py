@@ -229,6 +229,14 @@ def test_cli_keys_and_snippet_usage_errors(tmp_path, capsys):
     assert main(["snippet", "--event", "1", "--reason", "r", "--keys", str(tmp_path / "k"),
                  "--store", str(tmp_path / "none.sqlite")]) == 2
     assert "needs the store" in capsys.readouterr().err
+    # a port that cannot be opened: failed, and still on record
+    assert main(["snippet", "--sensor", "S9", "--seq", "4", "--port", str(tmp_path / "nodev"),
+                 "--keys", str(tmp_path / "k"), "--out", str(tmp_path / "o"),
+                 "--store", str(tmp_path / "none.sqlite")]) == 1
+    err = capsys.readouterr().err
+    assert "no --reason" in err and "cannot open" in err
+    (rec,) = snippet.AuditLog(tmp_path / "o" / "audit.jsonl").records()
+    assert rec["status"] == "failed" and rec["sensor_id"] == "S9" and rec["reason"] is None
 
 
 def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):

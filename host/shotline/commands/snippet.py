@@ -85,16 +85,26 @@ def run(args):
     failed = 0
     for sensor, seq in _targets(args, store):
         port = _port_for(sensor, ports, store)
+        link = Link(port)
         try:
-            with Link(port) as link:
-                rec = snippet.fetch_and_store(link, signer, sensor, seq, out_dir=args.out,
-                                              audit=audit, reason=args.reason,
-                                              event_id=args.event, store=store,
-                                              timeout_s=args.timeout_s)
+            link.open()
+        except LinkError as exc:            # audited too: every request is on record
+            audit.append({"sensor_id": sensor, "trigger_seq": seq, "event_id": args.event,
+                          "reason": args.reason, "key_id": signer.key_id.hex(), "port": port,
+                          "status": "failed", "error": str(exc)})
+            warn(f"sensor {sensor} trigger {seq}: {exc}")
+            failed += 1
+            continue
+        try:
+            rec = snippet.fetch_and_store(link, signer, sensor, seq, out_dir=args.out,
+                                          audit=audit, reason=args.reason, event_id=args.event,
+                                          store=store, timeout_s=args.timeout_s)
         except (LinkError, snippet.SnippetError) as exc:
             warn(f"sensor {sensor} trigger {seq}: {exc}")
             failed += 1
             continue
+        finally:
+            link.close()
         if rec["status"] != "ok":
             warn(f"sensor {sensor} trigger {seq}: {rec['error']}")
             failed += 1
