@@ -41,6 +41,17 @@ def test_config_errors_name_the_field(change, message):
         config.validate({**GOOD, **change})
 
 
+def test_config_merge_keeps_positions_exact():
+    cfg = config.load_text(json.dumps(GOOD))
+    kept = config.merge(cfg, {"heartbeat_s": 5})
+    assert (kept["lat_e7"], kept["lon_e7"]) == (404406248, -799958860)
+    text = '{"config": {"lat_deg": 40.44062489, "lon_deg": -79.9958861}}'
+    moved = config.merge(cfg, json.loads(text)["config"], text)
+    assert (moved["lat_e7"], moved["lon_e7"]) == (404406249, -799958861)
+    # what the board writes back reads back the same
+    assert config.load_text(json.dumps(moved))["lat_e7"] == 404406249
+
+
 def test_config_load_errors(tmp_path):
     with pytest.raises(config.ConfigError, match="not found"):
         config.load(str(tmp_path / "config.json"))

@@ -459,7 +459,7 @@ class App:
     def _cmd_config_set(self, seq, body):
         changes = wire.Frame(1, wire.CONFIG_SET, seq, 0, body).json().get("config")
         try:
-            new = config_mod.merge(self.cfg or self.raw_cfg, changes)
+            new = config_mod.merge(self.cfg or self.raw_cfg, changes, bytes(body).decode())
         except config_mod.ConfigError as exc:
             return {"ok": False, "status": "bad_request", "error": str(exc)}
         tmp = self._path(config_mod.CONFIG_FILE + ".tmp")

@@ -190,8 +190,11 @@ def digest(cfg):
     return "%08x" % crc32(canonical(cfg).encode())
 
 
-def merge(cfg, changes):
-    """A validated copy of ``cfg`` with ``changes`` applied (for CONFIG_SET)."""
+def merge(cfg, changes, text=None):
+    """A validated copy of ``cfg`` with ``changes`` applied (for CONFIG_SET).
+
+    ``text``: the JSON text ``changes`` came from, to read a new position's
+    decimal degrees exactly (as ``load_text``)."""
     if not isinstance(changes, dict):
         raise ConfigError("config: expected an object of settings")
     new = {}
@@ -200,6 +203,15 @@ def merge(cfg, changes):
             new[k] = cfg[k]
     new.update(changes)
     for name in ("lat", "lon"):
-        if name + "_deg" not in changes and name + "_e7" in cfg:
-            new[name + "_e7"] = cfg[name + "_e7"]
+        if name + "_deg" not in changes:
+            if name + "_e7" in cfg:
+                new[name + "_e7"] = cfg[name + "_e7"]
+        elif text is not None:
+            raw = _raw_number(text, name + "_deg")
+            try:
+                new[name + "_e7"] = decimal_e7(raw) if raw else None
+            except ValueError:
+                pass
+            if new.get(name + "_e7") is None:
+                new.pop(name + "_e7", None)
     return validate(new)
