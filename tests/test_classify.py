@@ -220,7 +220,7 @@ def test_bad_event_in_a_batch_is_unknown_and_the_rest_classified(fitted):
 
 def test_probabilities_are_calibrated_on_held_out_groups():
     """Overlapping classes: held-out confidence matches held-out accuracy."""
-    ex = synthetic_examples(300, n_groups=12, seed=2, noise_db=9.0, level_only=True)
+    ex = synthetic_examples(300, n_groups=6, seed=2, noise_db=9.0, level_only=True)
     probs = train.out_of_group_predictions(ex, [e.group for e in ex])
     _, y, _ = train._matrix(ex)
     s = train.scores(probs, y)

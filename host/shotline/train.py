@@ -30,6 +30,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
+from threadpoolctl import threadpool_limits
 
 from shotline import classify_features as cf
 from shotline.classify_model import FORMAT, FORMAT_VERSION, checksum, predict_proba, seal
@@ -76,7 +77,8 @@ def _fit_linear(X, y, table, c=REGULARISATION_C):
     D, _ = design_matrix(table, X)
     present = np.unique(y)
     lr = LogisticRegression(C=c, max_iter=5000)
-    lr.fit(D, y, sample_weight=balanced_weights(y))
+    with threadpool_limits(1):  # small problem: BLAS threads only contend
+        lr.fit(D, y, sample_weight=balanced_weights(y))
     coef = np.zeros((len(CLASSES), D.shape[1]))
     intercept = np.full(len(CLASSES), -30.0)  # a class absent from training: never predicted
     if len(present) == 2:  # sklearn returns one row for binary problems
