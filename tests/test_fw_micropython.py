@@ -219,3 +219,29 @@ def test_app_runs_under_micropython(micropython):
     out = micropython(APP_SCRIPT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "app-ok"
+
+
+OUTBOX_SCRIPT = r"""
+from shotline_fw.outbox import Outbox, SLOT_BYTES
+ob = Outbox("/o.bin", 4)
+for i in range(6):
+    ob.put(b"rec%d" % i)
+assert ob.pending() == [3, 4, 5, 6] and ob.dropped == 2, (ob.pending(), ob.dropped)
+assert ob.ack(4) and not ob.ack(4) and not ob.ack(1)
+ob.close()
+with open("/o.bin", "r+b") as f:            # tear record 5 (slot 1)
+    f.seek(1 * SLOT_BYTES + 13)
+    f.write(b"\xff")
+ob = Outbox("/o.bin", 4)
+assert ob.pending() == [3, 6] and ob.next_seq == 7, (ob.pending(), ob.next_seq)
+ob.close()
+ob = Outbox("/o.bin", 8)                     # capacity change keeps pending records
+assert ob.pending() == [3, 6] and ob.get(6) == b"rec5" and ob.next_seq == 7
+print("outbox-ok")
+"""
+
+
+def test_outbox_on_micropython_file_system(micropython):
+    out = micropython(OUTBOX_SCRIPT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "outbox-ok"
