@@ -172,3 +172,34 @@ def test_alerter_writes_a_cap_file_and_enqueues_one_webhook_per_incident(tmp_pat
     assert root.find("{urn:oasis:names:tc:emergency:cap:1.2}status").text == "Test"
     assert made["webhook"] == again["webhook"] and len(outbox.pending()) == 1
     assert json.loads(outbox.pending()[0]["body"])["properties"]["uid"] == "ev-9"
+
+
+def test_dismissing_an_alerted_incident_writes_a_cap_cancel_referring_to_the_alert(tmp_path):
+    from alerts_helpers import check_cap12
+    from shotline.alerts.cap import read_message
+    from shotline.alerts.dispatch import Alerter
+
+    db = tmp_path / "shotline.sqlite"
+    store = Store(db)
+    inc = record_incident(store, {**BASE, "uid": "ev-7"})
+    other = record_incident(store, {**BASE, "uid": "ev-8"})
+    Alerter(cap_dir=tmp_path, cap_status="Exercise", note="drill",
+            clock=lambda: BASE["time_utc_s"] + 2).alert(inc)
+    store.close()
+    original = read_message((tmp_path / "ev-7.xml").read_text())
+    assert original["status"] == "Exercise" and original["msg_type"] == "Alert"
+    assert main(["incidents", "--db", str(db), "--set-status", str(inc["id"]), "dismissed",
+                 "--by", "ann", "--cap-dir", str(tmp_path)]) == 0
+    cancel = read_message((tmp_path / "ev-7-cancel.xml").read_text())
+    root = check_cap12((tmp_path / "ev-7-cancel.xml").read_text())
+    assert cancel["msg_type"] == "Cancel" and cancel["status"] == "Exercise"
+    assert root.findtext("{urn:oasis:names:tc:emergency:cap:1.2}references") == \
+        f"{original['sender']},{original['identifier']},2026-07-04T23:00:02+00:00"
+    assert main(["incidents", "--db", str(db), "--set-status", str(inc["id"]), "dispatched",
+                 "--by", "bob", "--cap-dir", str(tmp_path)]) == 0
+    assert read_message((tmp_path / "ev-7-update.xml").read_text())["msg_type"] == "Update"
+    # No alert to follow up: refused before the status changes.
+    assert main(["incidents", "--db", str(db), "--set-status", str(other["id"]), "reviewed",
+                 "--by", "ann", "--cap-dir", str(tmp_path)]) == 2
+    with Store(db) as store:
+        assert get_incident(store, other["id"])["status"] == "new"

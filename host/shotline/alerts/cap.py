@@ -51,6 +51,23 @@ def _certainty(inc):
     return "Possible"
 
 
+def read_message(xml_text):
+    """The header of a CAP 1.2 message: ``sender``, ``identifier``, ``sent_utc_s``,
+    ``status``, ``msg_type``, ``note`` (None if absent); ValueError if it is not one."""
+    from shotline.timeutil import parse_utc
+
+    root = ET.fromstring(xml_text.encode() if isinstance(xml_text, str) else xml_text)
+    if root.tag != f"{{{CAP_NS}}}alert":
+        raise ValueError("not a CAP 1.2 alert")
+    get = {name: root.findtext(f"{{{CAP_NS}}}{name}")
+           for name in ("sender", "identifier", "sent", "status", "msgType", "note")}
+    if None in (get["sender"], get["identifier"], get["sent"], get["status"]):
+        raise ValueError("CAP alert lacks sender, identifier, sent or status")
+    return {"sender": get["sender"], "identifier": get["identifier"],
+            "sent_utc_s": parse_utc(get["sent"]), "status": get["status"],
+            "msg_type": get["msgType"], "note": get["note"]}
+
+
 def identifier(incident, prefix="shotline"):
     return f"{prefix}-{incident['uid']}"
 
