@@ -23,6 +23,17 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
 
+def _json_safe(obj):
+    """NaN (an undefined figure, e.g. precision with no alerts) -> None, recursively."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
 def run(args):
     from shotline import train
     from shotline.classify_model import save_model
@@ -49,5 +60,5 @@ def run(args):
                "temperature": model["temperature"], **model["training"]}
     if args.evaluate:
         summary["evaluation"] = train.evaluation_report(examples)
-    emit(summary, args.json, text=train.format_summary(summary))
+    emit(_json_safe(summary), args.json, text=train.format_summary(summary))
     return 0
