@@ -101,7 +101,7 @@ def run(args):
         emit(record, args.json, text)
 
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     collector = Collector(store, [b.port for b in boards], associator=associator, on_event=on_event)
     collector.start()
     try:
@@ -123,6 +123,7 @@ def run(args):
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         collector.stop()
         store.close()
     return 0

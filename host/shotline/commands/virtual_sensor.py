@@ -107,7 +107,7 @@ def run(args):
         emit({"sensor": vs.name, "port": vs.path, "tty": vs.port.tty_path,
               "position_llh": list(pos)}, args.json, f"{vs.name}: {vs.path} -> {vs.port.tty_path}")
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     deadline = None if args.duration_s is None else time.monotonic() + args.duration_s
     try:
         while not done.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -117,6 +117,7 @@ def run(args):
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         fleet.close()
     if fleet.error is not None:
         warn(f"firmware stopped: {fleet.error!r}")
