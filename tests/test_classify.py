@@ -247,3 +247,20 @@ def test_splits_hold_out_whole_groups():
         assert not test_members & train_members
     assert {s for e, s in zip(ex, groups) if e.source == "pittsburgh"} == {
         "pittsburgh/FP0", "pittsburgh/FP1", "pittsburgh/FP2"}
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ANY = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({name: _ANY for name in cf.FEATURE_NAMES}))
+def test_any_feature_values_give_valid_probabilities(values):
+    model = load_model()
+    result = classify_feature_dict(values, model)
+    p = np.array(list(result.probabilities.values()))
+    assert np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() == pytest.approx(1.0, abs=1e-5)
+    assert result.class_ in model["classes"]
+    assert all(math.isfinite(r["contribution"]) for r in result.reasons)

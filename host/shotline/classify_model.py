@@ -20,7 +20,8 @@ File format (``format`` = ``"shotline-classifier"``, ``format_version`` = 1)::
 
 Design columns, in order: for each feature ``z``; then ``z**2`` for each
 quadratic feature; then ``isnan(x)`` for each feature with a missing
-indicator (``z = 0`` where missing, i.e. the training mean).
+indicator (``z = 0`` where missing, i.e. the training mean).  ``z`` is
+clipped to +-``Z_CLIP`` so that a wild value cannot dominate (or overflow).
 """
 import hashlib
 import json
@@ -32,6 +33,7 @@ import numpy as np
 FORMAT = "shotline-classifier"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "data" / "classifier.json"
+Z_CLIP = 6.0
 
 
 class ModelError(Exception):
@@ -147,7 +149,9 @@ def design_matrix(features, X):
     mean = np.array([f["mean"] for f in features])
     scale = np.array([f["scale"] for f in features])
     missing = ~np.isfinite(X)
-    Z = np.where(missing, 0.0, (np.where(missing, 0.0, X) - mean) / scale)
+    with np.errstate(over="ignore"):  # a wild value overflows to +-inf, then is clipped
+        Z = np.clip(np.where(missing, 0.0, (np.where(missing, 0.0, X) - mean) / scale),
+                    -Z_CLIP, Z_CLIP)
     quad = [i for i, f in enumerate(features) if f.get("quadratic")]
     ind = [i for i, f in enumerate(features) if f.get("missing_indicator")]
     D = np.hstack([Z, Z[:, quad] ** 2, missing[:, ind].astype(float)])
