@@ -1,7 +1,7 @@
 """cffi API-mode build of the Ed25519 verifier: the module ``shotline._verify``.
 
-Compiles ``native/verify.c`` with the vendored Monocypher 4.0.3 and SUPERCOP
-SHA-512 (``native/monocypher/``, see ``SOURCE.md``).  Named in setup.py's
+Compiles ``native/verify.c`` with the vendored Monocypher 4.0.3 and libsodium
+1.0.18 SHA-512 (``native/monocypher/``, see ``SOURCE.md``).  Named in setup.py's
 ``cffi_modules``; also runnable directly (``python native/build_ffi_verify.py``)
 to compile in place for development.
 """
@@ -11,8 +11,10 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("verify.c", "monocypher/monocypher.c",
-           "monocypher/sha512/sha512-blocks.c", "monocypher/sha512/sha512-hash.c")
+SOURCES = ("verify.c", "monocypher/monocypher.c", "monocypher/sha512/hash_sha512_cp.c")
+INCLUDE_DIRS = (".", "monocypher/sha512/include")
+# CONFIGURED=1: libsodium's headers are used outside its autoconf build, on purpose.
+DEFINES = [("CONFIGURED", "1")]
 
 
 def _cdef():
@@ -33,9 +35,9 @@ ffibuilder.set_source(
     "shotline._verify",
     '#include "verify.h"',
     sources=[str(HERE / s) for s in SOURCES],
-    include_dirs=[str(HERE)],
-    # SUPERCOP's loop counters are int against an unsigned length (harmless).
-    extra_compile_args=["-std=c99", "-O2", "-Wno-sign-compare"],
+    include_dirs=[str(HERE / d) for d in INCLUDE_DIRS],
+    define_macros=DEFINES,
+    extra_compile_args=["-std=c99", "-O2"],
 )
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 /* Ed25519 signature check (RFC 8032, SHA-512) for Shotline's signed commands.
  *
  * Thin wrapper over vendored, unmodified code: Monocypher 4.0.3 for the curve
- * arithmetic (crypto_eddsa_reduce, crypto_eddsa_check_equation) and the
- * SUPERCOP public-domain SHA-512.  No MicroPython headers, no malloc, no
- * static state; the message is hashed from one stack buffer of
- * VERIFY_MAX_MESSAGE_BYTES + 64 bytes.  See native/monocypher/SOURCE.md.
+ * arithmetic (crypto_eddsa_reduce, crypto_eddsa_check_equation) and
+ * libsodium 1.0.18's portable SHA-512.  No MicroPython headers, no malloc, no
+ * static state.  See native/monocypher/SOURCE.md.
  */
 #ifndef SHOTLINE_VERIFY_H
 #define SHOTLINE_VERIFY_H
@@ -15,7 +14,7 @@
 /* ---- sizes ---------------------------------------------------------------- */
 #define VERIFY_PUBLIC_KEY_BYTES 32
 #define VERIFY_SIGNATURE_BYTES 64
-#define VERIFY_MAX_MESSAGE_BYTES 1024
+#define VERIFY_MAX_MESSAGE_BYTES 1024   /* protocol bound on a signed command */
 
 /* ---- status codes ------------------------------------------------------------ */
 #define VERIFY_OK 0             /* the signature is valid for this key and message */
