@@ -333,6 +333,19 @@ def _subset_scores(examples, probs, keep, threshold):
 SWEEP_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
 
+def per_group(examples, probs, threshold, keep=lambda e: e.source != "simulated"):
+    """Per real group: n, class, share alerted (p(gunshot) >= threshold), mean p(gunshot)."""
+    gun = CLASSES.index("gunshot")
+    rows = {}
+    for e, p in zip(examples, probs):
+        if keep(e) and np.all(np.isfinite(p)):
+            rows.setdefault((e.group, e.view, e.label), []).append(p[gun])
+    return [{"group": g, "view": v, "label": lab, "n": len(ps),
+             "alerted": float(np.mean(np.array(ps) >= threshold)),
+             "mean_p_gunshot": float(np.mean(ps))}
+            for (g, v, lab), ps in sorted(rows.items())]
+
+
 def evaluation_report(examples, threshold=0.5):
     """Leak-proof figures: real only, and real + simulated, each scored per subset.
 
@@ -350,6 +363,7 @@ def evaluation_report(examples, threshold=0.5):
                                             threshold),
             "pittsburgh_located": _subset_scores(real, p, lambda e: e.view == "located",
                                                  threshold),
+            "per_group": per_group(real, p, threshold),
         }
     sim = [e for e in examples if e.source == "simulated"]
     if sim and len({e.label for e in examples}) >= 2:
@@ -368,6 +382,7 @@ def evaluation_report(examples, threshold=0.5):
             "real_single_sensor": _subset_scores(
                 examples, p, lambda e: e.view == "single_sensor" and e.source != "simulated",
                 threshold),
+            "per_group": per_group(examples, p, threshold),
             "reliability_gunshot_located": reliability_curve(p[located, gun], y == gun)
             if located else [],
             "threshold_sweep_located": [
@@ -407,8 +422,12 @@ def format_summary(summary):
                 lines.append(f" {part}: trained on {ev[part]['trained_on']}")
                 for k, s in ev[part].items():
                     if k not in ("trained_on", "reliability_gunshot_located",
-                                 "threshold_sweep_located"):
+                                 "threshold_sweep_located", "per_group"):
                         lines.append(format_scores(k, s))
+                lines.append("  real groups, each predicted while held out:\n    " + "\n    ".join(
+                    f"{r['group'].split('/')[-1]} {r['view'].replace('single_sensor', 'single')} "
+                    f"{r['label']} n={r['n']} alerted {100 * r['alerted']:.0f} %"
+                    for r in ev[part].get("per_group", [])))
         rel = ev.get("real_plus_sim", {}).get("reliability_gunshot_located")
         if rel:
             lines.append("  reliability of p(gunshot), located events (predicted -> observed, n): "
