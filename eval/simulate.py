@@ -58,7 +58,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     base = json.loads(SCENARIO.read_text())
     rows = []
-    print(f"{'variant':<7} {'seed':>5} {'located':>8} {'<=25m':>6} {'median':>7} {'p90':>7} "
+    print(f"{'variant':<7} {'seed':>5} {'heard':>6} {'located':>8} {'<=25m':>6} {'median':>7} {'p90':>7} "
           f"{'alerts':>6} {'false':>5}  false by kind")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
@@ -71,7 +71,8 @@ def main(argv=None):
                 s = run_demo(Path(tmp) / f"out-{name}-{seed}", path, path="detector",
                              webhook=False, say=lambda text: None)
                 rows.append((name, s))
-                print(f"{name:<7} {seed:>5} {s['shots_located']:>3}/{s['shots']:<4} "
+                print(f"{name:<7} {seed:>5} {s['shots_detected']:>6} "
+                      f"{s['shots_located']:>3}/{s['shots']:<4} "
                       f"{s['shots_within_25m']:>6} {_m(s['shot_error_median_m'])} "
                       f"{_m(s['shot_error_p90_m'])} {s['alerts']:>6} {s['false_alerts']:>5}  "
                       f"{s['false_alerts_by_kind']}  ({time.monotonic() - t0:.0f} s)", flush=True)
@@ -83,10 +84,12 @@ def main(argv=None):
         shots = sum(s["shots"] for s in sel)
         within = sum(s["shots_within_25m"] for s in sel)
         located = sum(s["shots_located"] for s in sel)
+        heard = sum(s["shots_detected"] for s in sel)
         alerts = sum(s["alerts"] for s in sel)
         false = sum(s["false_alerts"] for s in sel)
         med = np.median([s["shot_error_median_m"] for s in sel if s["shot_error_median_m"]])
-        print(f"{name}: {len(sel)} nights, shots located {located}/{shots} "
+        print(f"{name}: {len(sel)} nights, shots heard by >= 4 sensors {heard}/{shots}, "
+              f"located {located}/{shots} "
               f"({100 * located / shots:.0f} %), within 25 m {within}/{shots} "
               f"({100 * within / shots:.0f} %), median of nightly median errors {med:.1f} m, "
               f"false alerts {false}/{alerts}; classifier {sel[0]['classifier']}")

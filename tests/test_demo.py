@@ -27,7 +27,8 @@ def test_the_small_night_alerts_both_gunshots_and_nothing_else(night):
     assert summary["gunshot_sources"] == 2 and summary["gunshot_sources_alerted"] == 2
     assert summary["false_alerts"] == 0
     assert summary["incident_error_median_m"] < 10.0
-    assert summary["shots"] == 4 and summary["shots_within_25m"] >= 2
+    assert summary["shots"] == 4 and summary["shots_detected"] == 4
+    assert summary["shots_within_25m"] >= 2
     alerts = [line for line in lines if line.startswith("ALERT")]
     assert len(alerts) == summary["alerts"] == 2
     assert "truth: G1 (handgun), error" in alerts[0] and "truth: G2 (handgun)" in alerts[1]

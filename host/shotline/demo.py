@@ -37,6 +37,8 @@ BURST_RADIUS_M = 200.0      # ... and closer than this in space (a burst's echoe
                             # phantom fixes ~100 m off; a dispatcher wants one incident)
 MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within this time
 LOCATED_WITHIN_M = 25.0     # Tech Note 098's real-time criterion
+DETECT_EARLY_S, DETECT_LATE_S = 0.005, 0.010   # a trigger this close to a true arrival heard it
+MIN_SENSORS = 4             # a shot heard by this many sensors can be located
 MISLOCATED_M = 100.0        # an alert this far from what it heard sends a patrol to the wrong block
 SENSOR_PATHS = {
     "virtual": "virtual sensors (the real firmware app on simulated hardware) on "
@@ -60,11 +62,27 @@ class Truth:
 
         self.frame = frame
         self.sources = {s["id"]: s for s in truth["sources"]}
-        rows = [(parse_utc(i["time_utc"]), s["id"], tuple(i["position_llh"]))
+        clock = {s["sensor"]: s["clock_error_s"] for s in truth["sensors"]}
+        rows = [(parse_utc(i["time_utc"]), s["id"], tuple(i["position_llh"]),
+                 {a["sensor"]: parse_utc(a["arrival_utc"]) + clock[a["sensor"]]
+                  for a in i["arrivals"]})
                 for s in truth["sources"] for i in s["impulses"]]
-        rows.sort()
-        self.impulses = rows
+        rows.sort(key=lambda r: r[0])
+        self.impulses = rows   # (emission s, source id, position llh, {sensor: reported arrival s})
         self.times = np.array([r[0] for r in rows])
+
+    def heard_by(self, k, triggers):
+        """Sensors with a trigger within -5..+10 ms of impulse ``k``'s arrival there.
+
+        ``triggers``: {sensor: sorted array of onset times (their own clock)}.
+        """
+        out = 0
+        for sensor, t in self.impulses[k][3].items():
+            onsets = triggers.get(sensor)
+            if onsets is not None:
+                i = np.searchsorted(onsets, t - DETECT_EARLY_S)
+                out += bool(i < len(onsets) and onsets[i] <= t + DETECT_LATE_S)
+        return out
 
     def match(self, event):
         """The true impulse an event located: ``(index, source id, error_m)`` or None."""
@@ -78,8 +96,7 @@ class Truth:
         return best
 
     def gunshot_impulses(self):
-        return [k for k, (_, sid, _) in enumerate(self.impulses)
-                if self.sources[sid]["is_gunshot"]]
+        return [k for k, row in enumerate(self.impulses) if self.sources[row[1]]["is_gunshot"]]
 
 
 def _percentile(values, q):
@@ -275,6 +292,11 @@ class Night:
 
     def summary(self):
         gun_imps = set(self.truth.gunshot_impulses())
+        onsets = {}
+        for row in self.store.query("SELECT sensor_id, onset_utc_s FROM triggers"):
+            onsets.setdefault(row["sensor_id"], []).append(row["onset_utc_s"])
+        onsets = {k: np.sort(v) for k, v in onsets.items()}
+        detected = [k for k in gun_imps if self.truth.heard_by(k, onsets) >= MIN_SENSORS]
         gun_sources = [s for s in self.truth.sources.values() if s["is_gunshot"]]
         best_error = {}   # true gunshot impulse -> smallest error of an event matching it
         for _, matches in self.incidents:
@@ -290,7 +312,8 @@ class Night:
         return {
             "gunshot_sources": len(gun_sources),
             "gunshot_sources_alerted": len(detected_sources),
-            "shots": len(gun_imps), "shots_located": len(shot_errors),
+            "shots": len(gun_imps), "shots_detected": len(detected),
+            "shots_located": len(shot_errors),
             "shots_within_25m": sum(e <= LOCATED_WITHIN_M for e in shot_errors),
             "shot_error_median_m": _round(_percentile(shot_errors, 50)),
             "shot_error_p90_m": _round(_percentile(shot_errors, 90)),

@@ -25,6 +25,8 @@ def _summary_text(s):
         "",
         "Summary",
         f"  gunfire sources alerted   {s['gunshot_sources_alerted']} of {s['gunshot_sources']}",
+        f"  shots detected            {s['shots_detected']} of {s['shots']} "
+        f"(triggers at 4 or more sensors)",
         f"  shots located             {s['shots_located']} of {s['shots']} "
         f"({s['shots_within_25m']} within 25 m)",
         f"  error per shot            median {m(s['shot_error_median_m'])}, "
