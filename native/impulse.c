@@ -7,6 +7,8 @@
  */
 #include "impulse.h"
 
+#include <string.h> /* memset: the only library call besides compiler helpers */
+
 #define PHASE_IDLE 0
 #define PHASE_PICK 1
 #define PHASE_MEASURE 2
@@ -259,15 +261,10 @@ int impulse_config_check(const impulse_config_t *c)
 
 void impulse_reset(impulse_state_t *st)
 {
-    impulse_config_t cfg = st->cfg;
-    size_t i;
-    uint8_t *p = (uint8_t *)st;
-    for (i = 0; i < sizeof(*st); i++) {
-        p[i] = 0;
-    }
+    const impulse_config_t cfg = st->cfg;
+    memset(st, 0, sizeof(*st));
     st->cfg = cfg;
     st->last_trigger = INT64_MIN / 2;
-    st->armed = 0;
     st->phase = PHASE_IDLE;
 }
 
@@ -286,11 +283,7 @@ uint32_t impulse_dropped(const impulse_state_t *st) { return st->dropped; }
 COLD static void start_trigger(impulse_state_t *st, int64_t n)
 {
     impulse_trigger_t *t = &st->cur;
-    size_t i;
-    uint8_t *p = (uint8_t *)t;
-    for (i = 0; i < sizeof(*t); i++) {
-        p[i] = 0;
-    }
+    memset(t, 0, sizeof(*t));
     t->trigger_sample = n;
     t->noise_q16 = st->lta;
     t->sta_trigger_q16 = st->sta;
