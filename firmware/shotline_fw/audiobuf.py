@@ -607,8 +607,11 @@ class AudioRing:
         (session, first_sample) grows with seq; blank or wiped slots are stepped over."""
         if self.n_slots == 0:
             raise AudioGone("no_card")
-        self.flush()
         session = self.session if session is None else session
+        cur = self._cur
+        if cur is not None and session == self.session and \
+                sample_index >= cur.first_sample + cur.n_samples:
+            self.flush()              # the sample is still in RAM: commit it first
         h = self._found
         if h is not None and h.session == session and h.seq >= self._next_seq - self.n_slots \
                 and h.first_sample <= sample_index < h.first_sample + h.n_samples:
