@@ -264,3 +264,23 @@ def test_any_feature_values_give_valid_probabilities(values):
     assert np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() == pytest.approx(1.0, abs=1e-5)
     assert result.class_ in model["classes"]
     assert all(math.isfinite(r["contribution"]) for r in result.reasons)
+
+
+def test_out_of_group_predictions_never_train_on_the_scored_group(monkeypatch):
+    ex = synthetic_examples(20, n_groups=4, seed=3)
+    split = train.split_groups(ex)
+    seen = []
+    real_fit = train.fit
+
+    def spy(examples, **kw):
+        seen.append({e.group for e in examples})
+        return real_fit(examples, **kw)
+
+    monkeypatch.setattr(train, "fit", spy)
+    probs = train.out_of_group_predictions(ex, split)
+    assert np.all(np.isfinite(probs))
+    folds = sorted(set(split))
+    assert len(seen) == len(folds)
+    for fold, trained_on in zip(folds, seen):
+        scored = {e.group for e, s in zip(ex, split) if s == fold}
+        assert scored and not scored & trained_on
