@@ -466,7 +466,7 @@ def run_virtual(store, rendering, night, live, progress, deliver, speed, step_s=
 
 
 def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True, path="virtual",
-             speed=8.0, say=print, progress=None):
+             speed=16.0, say=print, progress=None):
     """Run the night; returns the summary dict (also written to ``summary.json``).
 
     ``path``: ``virtual`` (virtual sensors on ptys -> collector) or

@@ -10,8 +10,9 @@ def add_arguments(parser):
     parser.add_argument("--path", choices=("virtual", "detector"), default="virtual",
                         help="virtual: virtual sensors running the firmware on ptys -> collector "
                              "(default); detector: the C detector on the audio in-process")
-    parser.add_argument("--speed", type=float, default=8.0,
-                        help="simulated seconds per wall-clock second for virtual sensors (8)")
+    parser.add_argument("--speed", type=float, default=16.0,
+                        help="at most this many simulated seconds per wall-clock second for "
+                             "the virtual sensors (16; the CPU may allow less)")
     parser.add_argument("--no-webhook", action="store_true",
                         help="do not POST alerts to the local test receiver")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
