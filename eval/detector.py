@@ -147,13 +147,14 @@ def main(argv=None):
         return 0
     print("Pittsburgh 2018 (ShotSpotter nlos pulses with audio), tolerance +-%.0f ms"
           % (TOLERANCE_S * 1e3))
-    print("%-6s %6s %8s %10s %10s %14s %9s %6s %7s" % (
-        "fp", "pulses", "recall", "median|e|", "median e", "|e-bias| med", "p90|e|", "FA", "FA/min"))
+    print("%-6s %6s %8s %10s %10s %14s %9s %6s %8s %7s" % (
+        "fp", "pulses", "recall", "median|e|", "median e", "|e-bias| med", "p90|e|", "FA",
+        "out min", "FA/min"))
     for fp, s in list(rows.items()) + [("all", total)]:
-        print("%-6s %6d %7.2f%% %8.0fus %8.0fus %12.0fus %7.0fus %6d %7.2f" % (
+        print("%-6s %6d %7.2f%% %8.0fus %8.0fus %12.0fus %7.0fus %6d %8.2f %7.2f" % (
             fp, s["pulses"], 100 * s["recall"], s["median_abs_error_us"], s["median_error_us"],
             s["median_abs_error_after_bias_us"], s["p90_abs_error_us"], s["false_alarms"],
-            s["false_alarms_per_min"]))
+            s["outside_minutes"], s["false_alarms_per_min"]))
     print("e = our onset - ShotSpotter arrival; bias = median e (a constant offset cancels in TDOA)")
     print("%d pulses excluded: the sensor's audio is digital silence at the arrival"
           % total["silent"])
