@@ -51,14 +51,14 @@ def best_of(fn, repeats=3):
 
 
 def scipy_locate(s, t):
-    """The usual least-squares localiser: all arrivals, no outlier handling."""
-    s2 = s[:, :2]
+    """The usual least-squares localiser: all arrivals, no outlier handling
+    (source height given, as in 2.5-D)."""
     dt = t - t.min()
 
     def resid(x):
-        return dt - x[2] - np.linalg.norm(s2 - x[:2], axis=1) / C_M_S
+        return dt - x[2] - np.linalg.norm(s - np.r_[x[:2], 1.5], axis=1) / C_M_S
 
-    x0 = np.r_[s2.mean(axis=0), 0.0]
+    x0 = np.r_[s[:, :2].mean(axis=0), 0.0]
     return least_squares(resid, x0, x_scale=[100.0, 100.0, 0.1]).x[:2]
 
 

@@ -11,19 +11,23 @@ Steps of :func:`locate`:
 
 1. Times are taken relative to the earliest arrival (absolute POSIX seconds
    keep their precision), positions relative to the sensors' centroid.
-2. Closed-form candidates: the squared range equations are linear in the
-   source, the emission time and one auxiliary unknown
-   ``w = |p|^2 - (c t_emit)^2`` (spherical interpolation; the linear
-   formulation Tech Note 098 calls MLG).  For a minimal set of sensors
+2. Closed-form starts: the squared range equations are linear in the source,
+   the emission time and one auxiliary unknown ``w = |p|^2 - (c t_emit)^2``
+   (spherical interpolation; the linear formulation Tech Note 098 calls MLG),
+   solved by least squares over all arrivals.  For each minimal set of sensors
    (3 in 2-D/2.5-D, 4 in 3-D) ``w`` is fixed by a quadratic, giving up to two
    solutions; both are kept.
-3. Consensus: every minimal subset (or a deterministic random sample of 1500)
-   yields candidates; each candidate scores the number of sensors whose
-   arrival fits within the gate (4 sigma).  Ties go to the candidate that
-   leaves fewer arrivals *early*: echoes and diffracted paths are only ever
-   late, so an arrival earlier than the model cannot belong to the source.
-4. Levenberg–Marquardt refinement on the consensus set, re-gating until the
-   set is stable; at most one arrival per sensor position is used.
+3. Consensus: every minimal subset (or a deterministic guided sample of 1500)
+   yields candidates; each candidate counts the sensors whose arrival fits
+   within the gate (4 sigma).  Ties go to the candidate that leaves fewer
+   arrivals *early*: echoes and diffracted paths are only ever late, so an
+   arrival earlier than the model cannot belong to the source.
+4. Levenberg–Marquardt refinement of the best distinct starts: refit and
+   re-gate until the set is stable, drop the latest arrival while the set
+   fails a chi-square test (an echo spread over the fit), add back arrivals
+   that keep it consistent.  At most one arrival per sensor is used.  The
+   largest consistent set wins; another, equally large and consistent
+   solution elsewhere makes the fix ``ambiguous`` (both are returned).
 5. Uncertainty from the Jacobian: covariance ``sigma^2 (J^T J)^-1`` with the
    timing error given or estimated from the residuals, the 95 % error ellipse,
    GDOP, residual RMS.
@@ -46,6 +50,7 @@ al. (2020), ShotSpotter Tech Note 098, arXiv:2108.07377.
 import itertools
 import math
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 
 import numpy as np
 
@@ -58,8 +63,8 @@ DEFAULT_TIMING_SIGMA_S = 100e-6  # ShotSpotter's measured pulse-time sigma (Tech
 DEFAULT_GATE_S = 2e-3            # consistency gate when no timing sigma is given
 GATE_SIGMAS = 4.0
 MAX_SUBSETS = 1500
-CHI2_2DOF_95 = 5.991464547107979
-CHI2_TAIL = 1e-3                  # a consistent set's residuals fail the chi-square test this rarely  # chi-square quantile, 2 degrees of freedom, 0.95
+CHI2_2DOF_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, 0.95
+CHI2_TAIL = 1e-3                  # a consistent set fails the chi-square test this rarely
 _GEOMETRY_RTOL = 1e-6
 _GROW_GATES = 3.0                # growth tries arrivals within this many gates
 _STARTS = 6                      # distinct starting points refined per event
@@ -826,12 +831,6 @@ def _distinct(a, b):
     return float(np.linalg.norm(a.position_m - b.position_m)) > scale
 
 
-def _replace(fix, **changes):
-    import dataclasses
-
-    return dataclasses.replace(fix, **changes)
-
-
 def locate_llh(sensors_llh, arrival_times_s, *, frame=None, **kwargs):
     """:func:`locate` for WGS84 sensors ``(N, 3)`` latitude, longitude (deg), altitude (m).
 
@@ -935,7 +934,8 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     if s.ndim == 2:
         s = np.broadcast_to(s, (B,) + s.shape)
     if s.ndim != 3 or s.shape[:2] != (B, N) or s.shape[2] not in (2, 3):
-        raise ValueError(f"sensors_m must have shape (N, D) or (B, N, D) with D 2 or 3, got {np.shape(sensors_m)}")
+        raise ValueError("sensors_m must have shape (N, D) or (B, N, D) with D 2 or 3, "
+                         f"got {np.shape(sensors_m)}")
     if not np.all(np.isfinite(s)) or np.any(np.isinf(t)):
         raise ValueError("sensor positions must be finite and arrival times finite or NaN")
     if timing_sigma_s is not None and not (math.isfinite(timing_sigma_s) and timing_sigma_s > 0):
@@ -993,7 +993,8 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
                    source_up_m=None if source_up_m is None else float(centre[i, 2]))
         fixes[i] = f
         status[i], position[i], t_ref[i], t0[i] = f.status, f.position_m, f.t_emit_s, 0.0
-        cov[i], r[i], w[i], rms[i], sigma[i] = f.covariance_m2, f.residuals_s, f.used, f.residual_rms_s, f.timing_sigma_s
+        cov[i], r[i], w[i] = f.covariance_m2, f.residuals_s, f.used
+        rms[i], sigma[i] = f.residual_rms_s, f.timing_sigma_s
     return BatchFix(status=status.astype(str), position_m=position, t_emit_s=t_ref + t0,
                     covariance_m2=cov, used=w > 0, residuals_s=r, residual_rms_s=rms,
                     timing_sigma_s=sigma,
