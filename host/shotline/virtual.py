@@ -195,6 +195,8 @@ class VirtualSensor:
                  config=None, seed=0):
         import time as _t
 
+        self._wall0 = _t.monotonic()  # simulated time 0, before the slow set-up below
+        now_s = _t.time()
         from shotline import fakehw
 
         self.name = name
@@ -207,12 +209,9 @@ class VirtualSensor:
             fakehw.write_config(self.root, sensor_id=name, lat_deg=lat, lon_deg=lon, alt_m=alt,
                                 **(config or {}))
         self.port = PtyPort(name, folder)
-        # Simulated time 0 is now: paced from this instant, so the simulated GPS's
-        # UTC (utc0_s + simulated seconds) keeps step with the host's clock.
-        self._wall0 = _t.monotonic()
         sd_root = os.path.join(self.root, "sd")  # the SD card (config "storage": "sd")
         os.makedirs(sd_root, exist_ok=True)
-        utc0 = (_t.time() if utc0_s is None else utc0_s) + clock_error_s
+        utc0 = (now_s if utc0_s is None else utc0_s) + clock_error_s
         self.board = fakehw.FakeBoard(
             self.root, impulse_audio(seed=seed) if audio is None else audio, usb=self.port,
             utc0_s=utc0, crystal_ppm=crystal_ppm, seed=seed, sd_root=sd_root)
@@ -275,12 +274,16 @@ class VirtualFleet:
     Every board advances by ``step_s`` of simulated time in turn, paced to
     ``speed`` x the wall clock from the instant the first sensor was made, so
     all boards share one simulated "now" and their triggers reach the host in
-    time order, as from boards that run in parallel.  ``error`` holds the
+    time order, as from boards that run in parallel.  Give the sensors one
+    common ``utc0_s`` (their GPS time at simulated time 0) and the fleet the
+    ``time.monotonic()`` of that instant (``wall0_monotonic_s``; default:
+    when the first sensor was made).  ``error`` holds the
     exception that stopped the firmware, if one did.
     """
 
-    def __init__(self, sensors, speed=1.0, step_s=0.01):
+    def __init__(self, sensors, speed=1.0, step_s=0.01, wall0_monotonic_s=None):
         self.sensors = list(sensors)
+        self.wall0_monotonic_s = wall0_monotonic_s
         self.speed = float(speed)
         self.step_s = float(step_s)
         self.error = None
@@ -299,7 +302,9 @@ class VirtualFleet:
     def _run(self):
         import time as _t
 
-        wall0 = min(vs._wall0 for vs in self.sensors)
+        wall0 = self.wall0_monotonic_s
+        if wall0 is None:
+            wall0 = min(vs._wall0 for vs in self.sensors)
         sim_s = 0.0
         try:
             while not self._stop.is_set():

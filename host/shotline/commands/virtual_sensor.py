@@ -89,7 +89,9 @@ def run(args):
         if a is not None and not Path(a).is_file():
             raise CommandError(f"no such audio file: {a}")
     try:
-        utc0 = None if args.utc0 is None else parse_utc(args.utc0)
+        # one power-on UTC for the whole fleet: they step together, so they must agree
+        wall0 = time.monotonic()
+        utc0 = time.time() if args.utc0 is None else parse_utc(args.utc0)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     from shotline.commands.provision import _settings
@@ -102,7 +104,7 @@ def run(args):
                                      position_llh=positions[i], utc0_s=utc0,
                                      clock_error_s=args.clock_error_s, config=settings,
                                      crystal_ppm=args.crystal_ppm, seed=i))
-    fleet = VirtualFleet(sensors, speed=args.speed).start()
+    fleet = VirtualFleet(sensors, speed=args.speed, wall0_monotonic_s=wall0).start()
     for vs, pos in zip(sensors, positions):
         emit({"sensor": vs.name, "port": vs.path, "tty": vs.port.tty_path,
               "position_llh": list(pos)}, args.json, f"{vs.name}: {vs.path} -> {vs.port.tty_path}")
