@@ -188,3 +188,64 @@ print("ok")
     out = micropython(script, paths=[str(HERE)])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.micropython
+def test_privacy_sink_paces_a_transfer_under_real_micropython(micropython):
+    """priv_install.Privacy on MicroPython: the SNIPPET handler starts a transfer that
+    advances one chunk per captured block and ends with the RESPONSE."""
+    script = """
+import array, json
+from audiobuf_helpers import RamBlockDev
+from shotline_fw import wire, auth
+from shotline_fw.audiobuf import AudioRing
+from shotline_fw.snippets import SnippetService
+from shotline_fw.priv_install import Privacy
+
+class App:
+    sensor_id = "S1"
+    def __init__(self):
+        self.sent = []
+    def send(self, t, body, ref=0):
+        self.sent.append((t, ref, body))
+    def respond(self, ref, body):
+        self.sent.append((wire.RESPONSE, ref, body))
+
+rate = 4000
+app = App()
+ring = AudioRing(RamBlockDev(10 * 17), rate, None, seg_data_blocks=16, stage_blocks=4)
+ring.mount()
+svc = SnippetService(ring, rate)
+priv = Privacy(app, ring, svc, auth.Authorizer([], None, allow_empty=True), "keys.json")
+block = array.array("h", [0] * 256)
+s = 0
+def feed(n):
+    global s
+    for _ in range(n):
+        for i in range(256):
+            block[i] = (s + i) % 30000
+        priv.write(block, s)
+        s += 256
+feed(120)                                     # 7.7 s
+svc.note_trigger(9, 3 * rate)
+assert priv.cmd_snippet(app, 77, b'{"trigger_seq": 9}') is None
+assert priv.cmd_snippet(app, 78, b'{"trigger_seq": 9}')["status"] == "busy"
+feed(30)
+chunks = [x for x in app.sent if x[0] == wire.SNIPPET_CHUNK]
+final = [x for x in app.sent if x[0] == wire.RESPONSE]
+assert len(chunks) == 24 and all(c[1] == 77 for c in chunks), len(chunks)
+assert final[0][1] == 77 and final[0][2]["ok"] and final[0][2]["chunks"] == 24
+got = bytearray()
+for c in chunks:
+    got.extend(wire.decode_snippet_chunk(c[2])[3])
+first = rate
+for i in range(0, 6 * rate, 997):
+    v = got[2 * i] | (got[2 * i + 1] << 8)
+    assert v == (first + i) % 30000, i
+refused = priv.cmd_snippet(app, 79, b'{"trigger_seq": 9, "post_ms": 5000}')
+assert refused == {"ok": False, "status": "refused", "error": "window"}
+print("ok")
+"""
+    out = micropython(script, paths=[str(HERE)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
