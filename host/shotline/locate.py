@@ -880,6 +880,7 @@ class BatchFix:
     residual_rms_s: np.ndarray  # (B,)
     timing_sigma_s: np.ndarray  # (B,)
     timing_sigma_source: str   # "given" | "residuals"
+    gdop: np.ndarray           # (B,)
     speed_of_sound_m_s: float
     mode: str
     _fixes: tuple = field(repr=False, default=None)
@@ -908,7 +909,7 @@ class BatchFix:
                    residual_rms_s=float(self.residual_rms_s[i]),
                    timing_sigma_s=float(self.timing_sigma_s[i]),
                    timing_sigma_source=self.timing_sigma_source,
-                   gdop=math.nan, speed_of_sound_m_s=self.speed_of_sound_m_s, mode=self.mode,
+                   gdop=float(self.gdop[i]), speed_of_sound_m_s=self.speed_of_sound_m_s, mode=self.mode,
                    message="batch (non-robust) solution")
 
 
@@ -974,15 +975,19 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     else:
         sigma = np.where(dof > 0, np.sqrt(rss / np.maximum(dof, 1)), DEFAULT_TIMING_SIGMA_S)
     J = _jacobian(S, P, np.full(B, c), k, False)
-    JtJ = np.einsum("bni,bn,bnj->bij", J, w, J)
+    JtJ = (J * w[:, :, None]).transpose(0, 2, 1) @ J
     dg = np.sqrt(np.maximum(np.diagonal(JtJ, axis1=1, axis2=2), 1e-300))
     det_ok = np.abs(np.linalg.det(JtJ / dg[:, :, None] / dg[:, None, :])) > 1e-12  # well conditioned
     cov = np.full((B, 3, 3), np.nan)
+    gdop = np.full(B, np.inf)
     if det_ok.any():
         inv = np.linalg.inv(JtJ[det_ok])
         c3 = np.zeros((int(det_ok.sum()), 3, 3))
         c3[:, :k, :k] = inv[:, :k, :k] * (sigma[det_ok] ** 2)[:, None, None]
         cov[det_ok] = c3
+        # GDOP in range units (position and range bias c t_emit), as in _uncertainty.
+        diag = np.diagonal(inv, axis1=1, axis2=2)
+        gdop[det_ok] = np.sqrt(diag[:, :k].sum(axis=1) / (c * c) + diag[:, k])
     status = np.where(det_ok, "ok", "degenerate").astype(object)
     status[n_valid < q + 1] = "insufficient"
     position = P + centre
@@ -994,9 +999,9 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
         fixes[i] = f
         status[i], position[i], t_ref[i], t0[i] = f.status, f.position_m, f.t_emit_s, 0.0
         cov[i], r[i], w[i] = f.covariance_m2, f.residuals_s, f.used
-        rms[i], sigma[i] = f.residual_rms_s, f.timing_sigma_s
+        rms[i], sigma[i], gdop[i] = f.residual_rms_s, f.timing_sigma_s, f.gdop
     return BatchFix(status=status.astype(str), position_m=position, t_emit_s=t_ref + t0,
                     covariance_m2=cov, used=w > 0, residuals_s=r, residual_rms_s=rms,
                     timing_sigma_s=sigma,
-                    timing_sigma_source="given" if timing_sigma_s is not None else "residuals",
+                    timing_sigma_source="given" if timing_sigma_s is not None else "residuals", gdop=gdop,
                     speed_of_sound_m_s=c, mode=mode, _fixes=tuple(fixes) if len(slow) else None)
