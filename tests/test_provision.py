@@ -88,6 +88,25 @@ def test_public_keys_hex_or_base64_and_rejects_junk():
     for junk in ("00" * 31, "zz", base64.b64encode(b"x" * 33).decode()):
         with pytest.raises(ProvisionError, match="32 bytes"):
             prov.parse_public_key(junk)
+    with pytest.raises(ProvisionError, match="Ed25519"):
+        prov.parse_public_key("00" * 32)  # the identity point: small order
+    with pytest.raises(ProvisionError, match="public_key"):
+        prov.parse_public_key('{"key_id": "00"}')
+
+
+def test_keys_from_shotline_keys_provision_and_parse_on_the_board(tmp_path):
+    from shotline import keys
+    from shotline_fw import auth
+
+    made = keys.generate(tmp_path / "k")
+    from_pub = prov.parse_public_key((tmp_path / "k" / "signing.pub").read_text())
+    from_export = prov.parse_public_key(json.dumps(keys.export(tmp_path / "k")))
+    assert from_pub == from_export == made["public_key"]
+    p = prov.plan("p", prov.build_config("a", (0, 0, 0)), [from_pub], firmware=False,
+                  work_dir=tmp_path / "w")
+    keys_file = dict((r, l) for l, r in p.copies)["keys.json"]
+    # the firmware's own parser reads what provisioning writes
+    assert auth.load_keys(str(keys_file)) == [bytes.fromhex(made["public_key"])]
 
 
 def test_identity_is_kept_unless_forced():

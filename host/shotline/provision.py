@@ -123,11 +123,21 @@ def _validate_with_firmware(config):
 
 
 def parse_public_key(text):
-    """A 32-byte Ed25519 public key from hex or base64 text -> lowercase hex."""
-    from nacl.exceptions import CryptoError
-    from nacl.signing import VerifyKey
+    """A 32-byte Ed25519 public key -> lowercase hex.
+
+    Accepts hex (``signing.pub``), base64, or the JSON record of
+    ``shotline keys export`` (``{"key_id": ..., "public_key": hex}``); the key
+    is checked with ``shotline.keys.check_public_key`` (on the curve, not of
+    small order).
+    """
+    from shotline.keys import KeyFileError, check_public_key
 
     text = text.strip()
+    if text.startswith("{"):
+        try:
+            text = str(json.loads(text)["public_key"])
+        except (ValueError, KeyError, TypeError):
+            raise ProvisionError("a JSON key record needs a \"public_key\" (hex)") from None
     raw = None
     try:
         raw = bytes.fromhex(text)
@@ -139,9 +149,9 @@ def parse_public_key(text):
     if raw is None or len(raw) != 32:
         raise ProvisionError("a public key must be 32 bytes as hex (64 digits) or base64")
     try:
-        VerifyKey(raw)
-    except CryptoError as exc:
-        raise ProvisionError(f"not an Ed25519 public key: {exc}") from None
+        check_public_key(raw)
+    except KeyFileError as exc:
+        raise ProvisionError(str(exc)) from None
     return raw.hex()
 
 

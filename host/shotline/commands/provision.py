@@ -13,7 +13,8 @@ def add_arguments(p):
                    help="further configuration (JSON value), e.g. heartbeat_s=10 or "
                         "detector={\"ratio_db\":12}; see shotline_fw/config.py")
     p.add_argument("--key", action="append", default=[], metavar="FILE",
-                   help="authorised public key file (32-byte Ed25519, hex or base64); repeatable")
+                   help="authorised public key file: signing.pub (hex), base64, or the JSON of "
+                        "`shotline keys export`; repeatable")
     p.add_argument("--no-firmware", action="store_true", help="write only configuration and keys")
     p.add_argument("--mpy", action="store_true", help="cross-compile shotline_fw to .mpy first")
     p.add_argument("--force", action="store_true", help="overwrite a different board's identity")
