@@ -37,7 +37,8 @@ def _line(inc):
             cls += f" p={inc['probability']:.2f}"
     return (f"{inc['id']:>4}  {format_utc(inc['time_utc_s'], 3)}  {inc['lat_deg']:.6f},"
             f"{inc['lon_deg']:.6f}  {ellipse:>8}  {inc['n_shots']} shot(s)  "
-            f"{len(inc['sensors'])} sensors  {inc['status']:<10}{cls}")
+            f"{len(inc['sensors'])} sensors  {'alert ' if inc['alert'] else 'record'}  "
+            f"{inc['status']:<10}{cls}")
 
 
 def _original_alert(cap_dir, store, ident):
