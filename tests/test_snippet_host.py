@@ -237,6 +237,13 @@ def test_cli_keys_and_snippet_usage_errors(tmp_path, capsys):
     assert "no --reason" in err and "cannot open" in err
     (rec,) = snippet.AuditLog(tmp_path / "o" / "audit.jsonl").records()
     assert rec["status"] == "failed" and rec["sensor_id"] == "S9" and rec["reason"] is None
+    assert main(["snippet", "--check-audit", "--out", str(tmp_path / "o"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["intact"] is True
+    log = tmp_path / "o" / "audit.jsonl"
+    snippet.AuditLog(log).append({"status": "x"})
+    log.write_text(log.read_text().replace('"S9"', '"S8"'))           # an edited record
+    assert main(["snippet", "--check-audit", "--out", str(tmp_path / "o")]) == 1
+    assert "chain broken at record 1" in capsys.readouterr().out
 
 
 def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):

@@ -152,7 +152,9 @@ def save_flac(snip, out_dir):
 
 class AuditLog:
     """Append-only JSON-lines log; each record carries the SHA-256 of the previous line
-    (``prev``), so removing or editing a line breaks the chain (``verify``)."""
+    (``prev``), so removing or editing any line but the newest breaks the chain
+    (``verify``).  The newest line's hash (the chain head) can be noted elsewhere
+    to cover that one too."""
 
     def __init__(self, path):
         self.path = Path(path)

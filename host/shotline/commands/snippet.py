@@ -7,6 +7,8 @@ def add_arguments(p):
     what.add_argument("--event", type=int, metavar="ID",
                       help="every trigger of this event (from the store)")
     what.add_argument("--seq", type=int, metavar="N", help="one trigger by its sequence number")
+    what.add_argument("--check-audit", action="store_true",
+                      help="verify the audit log's hash chain (a removed or edited record) and exit")
     p.add_argument("--sensor", metavar="ID", help="sensor id of --seq (looked up in the store)")
     p.add_argument("--port", action="append", default=[], metavar="[SENSOR=]PORT",
                    help="board port or id:<serial>, for a sensor (repeatable); "
@@ -68,6 +70,17 @@ def run(args):
     from shotline import keys, snippet
     from shotline.link import Link, LinkError
 
+    audit = snippet.AuditLog(args.audit or Path(args.out) / snippet.AUDIT_NAME)
+    if args.check_audit:
+        if not audit.path.exists():
+            raise CommandError(f"{audit.path}: no audit log")
+        bad = audit.verify()
+        n = len(audit.records())
+        emit({"audit": str(audit.path), "records": n, "intact": bad is None, "first_bad": bad},
+             args.json, f"{audit.path}: {n} records, " +
+             ("chain intact" if bad is None else f"chain broken at record {bad}"))
+        return 0 if bad is None else EXIT_FAIL
+
     try:
         signer = keys.Signer.load(args.keys)
     except keys.KeyFileError as exc:
@@ -80,7 +93,6 @@ def run(args):
         raise CommandError("--seq needs --sensor (or the store to look it up)")
     if not args.reason:
         warn("no --reason given: the audit log records the request without one")
-    audit = snippet.AuditLog(args.audit or Path(args.out) / snippet.AUDIT_NAME)
     ports = _ports(args)
     failed = 0
     for sensor, seq in _targets(args, store):
