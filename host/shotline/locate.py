@@ -120,7 +120,7 @@ class Fix:
     mode: str                        # 2d | 2.5d | 3d
     message: str = ""
     alternatives: tuple = ()         # other valid solutions (Fix), e.g. when ambiguous
-    position_llh: np.ndarray = field(default=None)  # (3,) lat, lon (deg), alt (m) or None
+    position_llh: np.ndarray = None  # (3,) lat, lon (deg), alt (m), for lat/lon input
 
     @property
     def ok(self):
@@ -671,6 +671,9 @@ def _reason(valid, used, r, group, gate):
             reasons.append("used")
         elif abs(r[i]) <= gate and used[group == group[i]].any():
             reasons.append("duplicate: another arrival at this sensor fits better")
+        elif abs(r[i]) <= gate:
+            reasons.append(f"{'late' if r[i] > 0 else 'early'} by {abs(r[i]) * 1e3:.3f} ms: within the gate, "
+                           "but the set fails the chi-square test with it")
         elif r[i] > 0:
             reasons.append(f"late by {r[i] * 1e3:.3f} ms: echo or diffracted path")
         else:
