@@ -74,7 +74,13 @@ def test_collects_many_boards_acks_only_stored_triggers(tmp_path, boards):
     bs = [boards(f"vs{i}") for i in range(3)]
     store = Store(tmp_path / "c.sqlite")
     seen = []
-    with Collector(store, [b.path for b in bs], on_trigger=seen.append) as c:
+
+    def on_trigger(rec):
+        seen.append(rec)
+        if len(seen) == 5:
+            raise RuntimeError("a bug in the caller's callback")
+
+    with Collector(store, [b.path for b in bs], on_trigger=on_trigger) as c:
         assert c.wait_for_connections(timeout_s=10)
         for k in range(20):
             for b in bs:

@@ -359,7 +359,7 @@ class Collector:
             self._last_new_trigger_mono = time.monotonic()
         for rec in new:
             if self.on_trigger is not None:
-                self.on_trigger(rec)
+                self._callback(self.on_trigger, rec)
             if self.associator is not None:
                 self._associate(rec)
 
@@ -387,7 +387,15 @@ class Collector:
                  position_llh=record.get("position_llh"), status=record.get("status"))
             self.events.put(record)
             if self.on_event is not None:
-                self.on_event(record)
+                self._callback(self.on_event, record)
+
+    @staticmethod
+    def _callback(fn, record):
+        try:
+            fn(record)
+        except Exception as exc:  # the caller's bug must not stop collection
+            _log(logging.ERROR, "callback failed", callback=getattr(fn, "__name__", repr(fn)),
+                 error=repr(exc))
 
 
 class LiveAssociation:
