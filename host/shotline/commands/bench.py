@@ -19,6 +19,9 @@ def add_arguments(p):
                    help="how long to wait for GPS fix and PPS lock (default %(default)s)")
     p.add_argument("--max-drift-ppm", type=float, default=100.0,
                    help="largest acceptable sample-clock error (default %(default)s ppm)")
+    p.add_argument("--rate-tolerance-pct", type=float, default=1.0,
+                   help="captured samples/s (timed by the host) within this of nominal "
+                        "(default %(default)s %%)")
 
 
 def run(args):
@@ -31,7 +34,8 @@ def run(args):
     except PortError as exc:
         raise CommandError(str(exc)) from None
     limits = dataclasses.replace(Limits(), impulse_timeout_s=args.impulse_timeout_s,
-                                 gps_timeout_s=args.gps_timeout_s, max_drift_ppm=args.max_drift_ppm)
+                                 gps_timeout_s=args.gps_timeout_s, max_drift_ppm=args.max_drift_ppm,
+                                 rate_tolerance=args.rate_tolerance_pct / 100)
     try:
         with Link(board.port) as link:
             report = run_bench(link, limits, progress=lambda text: warn(text))
