@@ -260,11 +260,28 @@ def test_missing_card_is_reported_and_writing_never_raises():
         ring.read(0, bytearray(10))
 
 
-def test_card_too_small():
+def test_card_too_small_or_unsupported():
     ring = make_ring(RamBlockDev(SLOT_BLOCKS + 3))
     assert ring.mount()["card"] == "too_small"
     ring.write(mic_samples(0, 10), 0)
     assert ring.health()["dropped_samples"] == 10
+    odd = make_ring(RamBlockDev(64, block_bytes=4096))
+    assert odd.mount()["card"] == "unsupported" and "4096" in odd.health()["last_error"]
+
+
+def test_a_wipe_cut_short_by_a_power_failure_is_finished_at_the_next_boot():
+    dev = RamBlockDev(6 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, 3 * SEG_SAMPLES, random.Random(14))
+    ring.close()
+    week = T0_US + 7 * 24 * H_US
+    dev.cut_after_writes = 5                  # power fails while the first wipe runs
+    make_ring(dev).mount(now_utc_us=week)
+    dev.cut_after_writes = None
+    assert b"SLA1" in bytes(dev.image)        # headers (so the job) are still there
+    make_ring(dev).mount(now_utc_us=week)
+    assert_only_zero_or_fill(dev.image)
 
 
 def test_write_errors_are_counted_and_recording_resumes():

@@ -88,6 +88,7 @@ CARD_MISSING = "missing"
 CARD_TOO_SMALL = "too_small"
 CARD_WRITE_ERROR = "write_error"
 CARD_READ_ERROR = "read_error"
+CARD_UNSUPPORTED = "unsupported"
 
 
 class AudioGone(Exception):
@@ -172,16 +173,6 @@ def card_bytes_for(retention_s, rate_hz, seg_data_blocks):
     seg_samples = seg_data_blocks * BLOCK_BYTES // 2
     n = retention_s * rate_hz // seg_samples
     return n * (1 + seg_data_blocks) * BLOCK_BYTES
-
-
-def clock_from_fit(fit):
-    """Adapt a ``timefit.ClockFit`` to the ring's ``clock(sample_index) -> utc_us or None``."""
-    def clock(sample_index):
-        r = fit.utc(sample_index << 8)
-        if r[2] == "none":
-            return None
-        return r[0] * 1000000 + r[1]
-    return clock
 
 
 class AudioRing:
@@ -294,9 +285,10 @@ class AudioRing:
 
     def _wipe_at(self, block, from_data_block=-1):
         """Overwrite the slot at ``block`` with zeros: data blocks from ``from_data_block``
-        (-1 = the header too) to the end of the slot."""
+        (-1: all, then the header) to the end of the slot.  The header goes last, so a
+        wipe cut short by a power failure is found and done again at the next mount."""
         end = block + 1 + self.seg_data_blocks
-        b = block + 1 + from_data_block
+        b = block + 1 + max(0, from_data_block)
         self._found = None
         self._rkey = None
         ok = True
@@ -304,6 +296,8 @@ class AudioRing:
             n = min(end - b, self.stage_blocks)
             ok = self._write(b, memoryview(self._zero)[:n * BLOCK_BYTES]) and ok
             b += n
+        if from_data_block < 0 and ok:
+            ok = self._write(block, memoryview(self._zero)[:BLOCK_BYTES])
         return ok
 
     # -- boot ------------------------------------------------------------------------
@@ -325,8 +319,11 @@ class AudioRing:
             self.last_error = "no card: %s" % exc
             self.n_slots = 0
             return {"card": self.card}
-        if size not in (None, BLOCK_BYTES):
-            raise ValueError("block size must be 512")
+        if size not in (None, 0, BLOCK_BYTES):
+            self.card = CARD_UNSUPPORTED
+            self.last_error = "block size %r, need 512" % (size,)
+            self.n_slots = 0
+            return {"card": self.card}
         self.n_slots = plan_slots(total, self.rate_hz, self.seg_data_blocks, self.retention_s)
         if self.n_slots < 2:
             self.card = CARD_TOO_SMALL
