@@ -131,12 +131,19 @@ def test_echo_is_rejected_and_said_so(echo_m, which):
 
 
 def test_echo_is_never_averaged_into_a_clean_fix():
-    """Without rejection (the batch path) the echo pulls the fix; with it, it does not."""
+    """Every arrival used (robust=False), the echo pulls the fix; the default
+    batch mode notices the inconsistency and re-solves that event robustly."""
     t = arrivals(GRID, SOURCE)
-    t[3] += 30.0 / C
-    batch = locate_batch(GRID, t[None], speed_of_sound_m_s=C, source_up_m=1.5)
-    robust = locate(GRID, t, speed_of_sound_m_s=C, source_up_m=1.5)
-    assert np.linalg.norm(batch.position_m[0] - SOURCE) > 2.0
+    t_echo = t.copy()
+    t_echo[3] += 30.0 / C
+    times = np.stack([t, t_echo])
+    plain = locate_batch(GRID, times, speed_of_sound_m_s=C, source_up_m=1.5, robust=False)
+    auto = locate_batch(GRID, times, speed_of_sound_m_s=C, source_up_m=1.5)
+    assert np.linalg.norm(plain.position_m[1] - SOURCE) > 2.0 and plain.used[1].all()
+    np.testing.assert_allclose(auto.position_m, [SOURCE, SOURCE], atol=1e-6)
+    assert not auto.used[1, 3] and auto[1].reasons[3].startswith("late")
+    assert auto[0].message == "batch solution from all arrivals"  # the clean one stayed vectorised
+    robust = locate(GRID, t_echo, speed_of_sound_m_s=C, source_up_m=1.5)
     assert np.linalg.norm(robust.position_m - SOURCE) < 1e-6
 
 

@@ -913,22 +913,27 @@ class BatchFix:
                    timing_sigma_s=float(self.timing_sigma_s[i]),
                    timing_sigma_source=self.timing_sigma_source,
                    gdop=float(self.gdop[i]), speed_of_sound_m_s=self.speed_of_sound_m_s, mode=self.mode,
-                   message="batch (non-robust) solution")
+                   message="batch solution from all arrivals")
 
 
 def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
                  relative_humidity_pct=None, speed_of_sound_m_s=None, timing_sigma_s=None,
-                 mode=None, source_up_m=None, robust=False):
+                 mode=None, source_up_m=None, robust="auto", gate_s=None):
     """Locate B events at once.
 
     ``sensors_m`` is (N, D) shared by all events or (B, N, D); ``arrival_times_s``
-    is (B, N) with NaN for a missing arrival.  The default path is vectorised
-    NumPy (linear start + Levenberg–Marquardt over the whole batch) and uses
-    every arrival given: no echo rejection.  Events with only the minimal
-    number of arrivals, and every event when ``robust=True``, go through
-    :func:`locate` one by one (consensus, echo rejection, ambiguity).
-    ``source_up_m`` may be a scalar or (B,).
+    is (B, N) with NaN for a missing arrival; ``source_up_m`` a scalar or (B,).
+    Every event is first solved by vectorised NumPy (linear start +
+    Levenberg–Marquardt over the whole batch) from all its arrivals.  Then,
+    with ``robust="auto"`` (default), events whose arrivals are not all
+    consistent (a residual beyond the gate, or the chi-square test failed)
+    are solved again one by one by :func:`locate` (consensus, echo rejection,
+    ambiguity), as are events with only the minimal number of arrivals;
+    ``robust=True`` sends every event through :func:`locate`, ``robust=False``
+    none but the minimal ones (every arrival used, echoes included).
     """
+    if robust not in (True, False, "auto"):
+        raise ValueError(f"robust must be True, False or 'auto', got {robust!r}")
     c = _speed(temperature_c, relative_humidity_pct, speed_of_sound_m_s)
     t = np.asarray(arrival_times_s, dtype=float)
     if t.ndim != 2:
@@ -995,10 +1000,20 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     status[n_valid < q + 1] = "insufficient"
     position = P + centre
     fixes = [None] * B
-    slow = np.flatnonzero(robust | (n_valid <= q))
+    redo = n_valid <= q
+    if robust is True:
+        redo[:] = True
+    elif robust == "auto":
+        gate = gate_s if gate_s is not None else (
+            GATE_SIGMAS * timing_sigma_s if timing_sigma_s is not None else DEFAULT_GATE_S)
+        chi_sigma = timing_sigma_s if timing_sigma_s is not None else gate / GATE_SIGMAS
+        limit = np.array([_chi2_limit(d) if d > 0 else np.inf for d in dof])
+        worst = np.nanmax(np.where(valid, np.abs(r), 0.0), axis=1)
+        redo |= (worst > gate) | (rss / chi_sigma ** 2 > limit)
+    slow = np.flatnonzero(redo & (n_valid > 0))
     for i in slow:
         f = locate(s[i], t[i], speed_of_sound_m_s=c, timing_sigma_s=timing_sigma_s, mode=mode,
-                   source_up_m=None if source_up_m is None else float(centre[i, 2]))
+                   source_up_m=None if source_up_m is None else float(centre[i, 2]), gate_s=gate_s)
         fixes[i] = f
         status[i], position[i], t_ref[i], t0[i] = f.status, f.position_m, f.t_emit_s, 0.0
         cov[i], r[i], w[i] = f.covariance_m2, f.residuals_s, f.used
