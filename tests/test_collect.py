@@ -270,3 +270,22 @@ def test_reused_sequence_numbers_stay_on_the_board(tmp_path, boards):
     assert b.unacked() == [1]  # not acknowledged: still on the board
     assert c.boards[b.path].last_error == "sequence reused"
     assert [r["onset_utc_s"] for r in store.triggers()] == [pytest.approx(1545180567.25)]
+
+
+def test_health_changes_are_logged_once(tmp_path, boards, caplog):
+    b = boards("vs1", heartbeat_s=60)
+    with caplog.at_level("INFO", logger="shotline.collect"):
+        with Collector(Store(tmp_path / "c.sqlite"), [b.path]) as c:
+            assert c.wait_for_connections(timeout_s=10)
+            beats = [dict(time_quality="pps", outbox_dropped=0, storage_ok=True),
+                     dict(time_quality="holdover", holdover_s=3, outbox_dropped=0, storage_ok=True),
+                     dict(time_quality="holdover", holdover_s=13, outbox_dropped=2, storage_ok=False,
+                          storage_error="sd: EIO"),
+                     dict(time_quality="pps", outbox_dropped=2, storage_ok=False)]
+            for beat in beats:
+                b._send(wire.HEARTBEAT, dict(beat, sensor_id="vs1", uptime_s=1))
+            assert wait_until(lambda: c.stats["heartbeats"] == 4)
+    got = [(r.levelname, r.getMessage()) for r in caplog.records
+           if r.getMessage().startswith("board ") and r.getMessage() != "board connected"]
+    assert got == [("WARNING", "board time quality changed"), ("ERROR", "board storage failing"),
+                   ("WARNING", "board outbox dropped"), ("INFO", "board time quality changed")]

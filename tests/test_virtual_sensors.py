@@ -101,7 +101,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path, sensors):
         first.wait(10)
     killed_at = n_stored(store)
     time.sleep(0.5)  # the boards keep recording, nobody acknowledges
-    second = collector(store, [vs.path for vs in vss])
+    second = collector(store, [vs.path for vs in vss], "--status-every-s", "0.5")
     try:
         assert wait_until(lambda: drained(vss), 60)
     finally:
@@ -116,6 +116,10 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path, sensors):
     assert 10 <= killed_at < s.counts()["triggers"]
     logs = [json.loads(line) for line in err.splitlines()]
     assert {"collector started", "board connected", "collector stopped"} <= {r["msg"] for r in logs}
+    assert all(r["t"].endswith("Z") and r["level"] in ("info", "warning", "error") for r in logs)
+    status = [r for r in logs if r["msg"] == "collector status"][-1]
+    assert sorted(b["sensor_id"] for b in status["boards"]) == ["vs00", "vs01", "vs02"]
+    assert status["triggers_new"] > 0
 
 
 def test_pulled_cable_and_reboot_mid_frame_with_real_firmware(tmp_path, sensors):

@@ -250,6 +250,7 @@ class Collector:
                 self._work.put(("trigger", status, record))
             elif frame.type == wire.HEARTBEAT:
                 body = frame.json()
+                _health_changes(status, status.last_heartbeat, body)
                 status.heartbeats += 1
                 status.last_heartbeat = body
                 self._work.put(("heartbeat", status, body))
@@ -464,6 +465,27 @@ class LiveAssociation:
             record["n_sensors"] = event.n_sensors
             out.append((record, [(t.sensor, t.seq) for t in event.triggers]))
         return out
+
+
+# Heartbeat counters whose increase a technician must hear about.
+_COUNTERS = ("outbox_dropped", "i2s_overruns", "detector_drops", "pps_rejected", "wdt_resets")
+
+
+def _health_changes(status, old, new):
+    """Log what changed for the worse (or recovered) between two heartbeats."""
+    where = {"port": status.port, "sensor_id": status.sensor_id}
+    old = old or {}
+    tq_old, tq_new = old.get("time_quality"), new.get("time_quality")
+    if tq_new != tq_old and (tq_old is not None or tq_new != wire.TIME_PPS):
+        level = logging.INFO if tq_new == wire.TIME_PPS else logging.WARNING
+        _log(level, "board time quality changed", **where, time_quality=tq_new,
+             was=tq_old, holdover_s=new.get("holdover_s"))
+    if new.get("storage_ok") is False and old.get("storage_ok") is not False:
+        _log(logging.ERROR, "board storage failing", **where, error=new.get("storage_error"))
+    for name in _COUNTERS:
+        if old and isinstance(new.get(name), int) and new[name] > (old.get(name) or 0):
+            _log(logging.WARNING, f"board {name.replace('_', ' ')}", **where,
+                 count=new[name], increase=new[name] - (old.get(name) or 0))
 
 
 def _llh(body):

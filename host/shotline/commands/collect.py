@@ -28,6 +28,9 @@ def add_arguments(p):
                    help="farthest a sensor hears a shot (default %(default)s)")
     p.add_argument("--origin", metavar="LAT,LON,ALT",
                    help="local frame origin (default: the first sensor heard)")
+    p.add_argument("--status-every-s", type=float, default=60.0,
+                   help="log the collector's counters and each board's state this often "
+                        "(default %(default)s)")
     p.add_argument("--rescan-s", type=float, default=5.0,
                    help="with 'all', look for newly attached boards this often (default %(default)s)")
     p.add_argument("--duration-s", type=float, default=None,
@@ -58,6 +61,19 @@ def setup_logging(fmt="json", quiet=False):
     logger.handlers[:] = [handler]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+
+
+def log_status(collector):
+    """One structured record: the counters and every board's state."""
+    boards = [{"port": b.port, "sensor_id": b.sensor_id, "connected": b.connected,
+               "connects": b.connects, "triggers": b.triggers_new, "replayed": b.triggers_replayed,
+               "rejected": b.triggers_rejected,
+               "time_quality": (b.last_heartbeat or {}).get("time_quality"),
+               "outbox_pending": (b.last_heartbeat or {}).get("outbox_pending"),
+               "last_error": None if b.connected else b.last_error}
+              for b in collector.boards.values()]
+    logging.getLogger("shotline.collect").info(
+        "collector status", extra={"fields": dict(collector.stats, boards=boards)})
 
 
 def _origin(text):
@@ -108,10 +124,14 @@ def run(args):
         deadline = None if args.duration_s is None else time.monotonic() + args.duration_s
         rescan = any(sel in ("all", "auto") for sel in (args.ports or ["all"]))
         next_scan = time.monotonic() + args.rescan_s
+        next_status = time.monotonic() + args.status_every_s
         while not done.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
+            if now >= next_status:
+                next_status = now + args.status_every_s
+                log_status(collector)
             if rescan and now >= next_scan:
                 next_scan = now + args.rescan_s
                 try:
