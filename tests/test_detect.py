@@ -341,7 +341,10 @@ def test_cli_rejects_a_bad_start_time(audio_files):
 def test_cli_text(audio_files):
     res = _cli(audio_files / "shot.wav")
     assert res.returncode == 0
-    assert len(res.stdout.splitlines()) == 2 and "onset 0.50" in res.stdout
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and "onset_s=0.50" in lines[0]
+    assert [f.split("=")[0] for f in lines[0].split("  ")[1:]] == (
+        ["onset_s"] + [f for f in detconfig.FEATURES if f != "onset_s"])
 
 
 # ---- real recordings: a representative subset -----------------------------

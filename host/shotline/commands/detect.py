@@ -16,6 +16,14 @@ def add_arguments(parser):
                         help="UTC time of the first sample, e.g. 2018-12-19T00:49:27.467Z")
 
 
+def _fmt(name, value):
+    if isinstance(value, bool) or isinstance(value, int):
+        return "%s=%s" % (name, str(value).lower() if isinstance(value, bool) else value)
+    if name.endswith("_s"):
+        return "%s=%.6f" % (name, value)
+    return "%s=%.3g" % (name, value) if name in ("onset_frac", "sta_lta") else "%s=%.1f" % (name, value)
+
+
 def run(args):
     from shotline.detect import AudioFileError, detect_file
     from shotline.timeutil import format_utc, parse_utc
@@ -39,8 +47,8 @@ def run(args):
             if start_s is not None:
                 rec["onset_utc"] = format_utc(start_s + t.onset_s)
             rec.update(t.to_dict())
-            text = "%s  onset %.6f s%s  peak %.1f dBFS  snr %.1f dB  sta/lta %.1f%s" % (
-                path, t.onset_s, ("  " + rec["onset_utc"]) if start_s is not None else "",
-                t.peak_dbfs, t.snr_db, t.sta_lta, "  clipped" if t.clipped else "")
+            text = "  ".join([path, "onset_s=%.6f" % t.onset_s]
+                             + (["onset_utc=" + rec["onset_utc"]] if start_s is not None else [])
+                             + [_fmt(k, v) for k, v in t.to_dict().items() if k != "onset_s"])
             emit(rec, args.json, text)
     return status
