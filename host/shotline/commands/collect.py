@@ -30,7 +30,7 @@ def add_arguments(p):
                    help="local frame origin (default: the first sensor heard)")
     p.add_argument("--status-every-s", type=float, default=60.0,
                    help="log the collector's counters and each board's state this often "
-                        "(default %(default)s)")
+                        "and at exit (default %(default)s)")
     p.add_argument("--rescan-s", type=float, default=5.0,
                    help="with 'all', look for newly attached boards this often (default %(default)s)")
     p.add_argument("--duration-s", type=float, default=None,
@@ -144,6 +144,7 @@ def run(args):
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        log_status(collector)
         collector.stop()
         store.close()
     return 0
