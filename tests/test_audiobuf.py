@@ -299,6 +299,11 @@ def test_write_errors_are_counted_and_recording_resumes():
     feed(ring, 2500, 1500, rng)
     ring.flush()
     assert ring.health()["card"] == "ok"
+    # a transient failure: the interrupted segment's slot holds no older card content
+    h = ring.header(ring._session_seq)
+    base = ring._slot_block(h.seq) * 512 + 512
+    assert h.flags & audiobuf.FLAG_TAIL_CLEAN or \
+        bytes(dev.image[base + 2 * h.n_samples:base + SEG_BLOCKS * 512]).count(0xA5) < 512
     out = bytearray(2 * 1000)
     ring.read(3000, out)
     assert out == mic_samples(3000, 1000)

@@ -93,3 +93,32 @@ def test_power_cut_anywhere_then_reboot_keeps_the_card_consistent(ops, cut):
         assert data == mic_samples(h.first_sample, h.n_samples)
         rest = dev.image[base + 512 + 2 * h.n_samples:base + (SEG_BLOCKS + 1) * 512]
         assert bytes(rest) == bytes(len(rest)) or set(rest) == {0xA5}  # no stale audio after it
+
+
+@settings(max_examples=30, deadline=None)
+@given(ops=ops, failures=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_write_errors_anywhere_leave_no_stale_audio_after_the_next_boot(ops, failures):
+    dev = RamBlockDev(5 * (SEG_BLOCKS + 1))
+    ring = ring_on(dev)
+    ring.mount()
+    s = 0
+    for (n, _, _, flush), fail in zip(ops, failures):
+        dev.fail_writes = fail
+        ring.write(mic_samples(s, n), s)
+        s += n
+        if flush:
+            ring.flush()
+    dev.fail_writes = False
+    ring.close()
+    ring2 = ring_on(dev)
+    ring2.mount(now_utc_us=1_545_180_567_000_000 + s * 1000)
+    from shotline_fw.audiobuf import unpack_header
+    for slot in range(ring2.n_slots):
+        base = slot * (SEG_BLOCKS + 1) * 512
+        h = unpack_header(dev.image[base:base + 512])
+        if h is None:
+            continue
+        data = dev.image[base + 512:base + 512 + 2 * h.n_samples]
+        assert data == mic_samples(h.first_sample, h.n_samples)
+        rest = dev.image[base + 512 + 2 * h.n_samples:base + (SEG_BLOCKS + 1) * 512]
+        assert bytes(rest) == bytes(len(rest)) or set(rest) == {0xA5}

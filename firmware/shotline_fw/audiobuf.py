@@ -225,6 +225,8 @@ class AudioRing:
         self.on_note = None           # on_note(trigger_seq, session, onset_sample) at mount
         self._notes = []              # notes waiting for the next segment
         self._cur = None              # Header of the open segment
+        self._fault = None            # header of a segment cut by a write error
+        self._fault_samples = 0
         self._next = None             # next expected sample index
         self._fill = 0                # bytes in the stage
         self._crc_done = 0            # stage bytes already in the data CRC
@@ -333,6 +335,7 @@ class AudioRing:
         self.session = 0              # during the scan every segment is of an earlier boot
         self._next = None
         self._cur = None
+        self._fault = None
         n = self.n_slots
         max_seq, max_slot, max_session = 0, 0, 0
         kept = 0
@@ -416,7 +419,7 @@ class AudioRing:
 
     def _close_tail(self, h, block=None):
         """Zero the data blocks after the committed samples of ``h`` (slot at ``block``,
-        default where its seq says); mark it clean."""
+        default where its seq says); mark it clean.  False if the card refused."""
         block = self._slot_block(h.seq) if block is None else block
         used = (h.n_samples * 2 + BLOCK_BYTES - 1) // BLOCK_BYTES
         if used * BLOCK_BYTES > h.n_samples * 2:
@@ -426,10 +429,11 @@ class AudioRing:
                 for i in range(h.n_samples * 2 - (used - 1) * BLOCK_BYTES, BLOCK_BYTES):
                     self._rbuf[i] = 0
                 self._write(b, self._rbuf)
-        if self._wipe_at(block, used):
-            h.flags |= FLAG_TAIL_CLEAN
-            pack_header(self._hbuf, h)
-            self._write(block, self._hbuf)
+        if not self._wipe_at(block, used):
+            return False
+        h.flags |= FLAG_TAIL_CLEAN
+        pack_header(self._hbuf, h)
+        return self._write(block, self._hbuf)
 
     # -- retention policy ------------------------------------------------------------
     def _expired(self, h, now_utc_us):
@@ -492,8 +496,9 @@ class AudioRing:
             mv = memoryview(block)
         else:
             mv = _int16_bytes(block)
-        if self.n_slots == 0:
+        if self.n_slots == 0 or (self._fault is not None and not self._recover(len(mv) // 2)):
             self.counts["dropped_samples"] += len(mv) // 2
+            self._next = first_sample_index + len(mv) // 2
             return
         if self._next is not None and first_sample_index != self._next:
             self.counts["gaps"] += 1
@@ -506,6 +511,9 @@ class AudioRing:
         while pos < n:
             if self._cur is None:
                 self._open(s)
+                if self._cur is None:         # the card failed: drop the rest
+                    self.counts["dropped_samples"] += (n - pos) // 2
+                    break
             room_seg = (self.seg_samples - self._cur.n_samples) * 2 - (self._fill - self._crc_done)
             take = min(n - pos, len(self._stage) - self._fill, room_seg)
             self._stage_mv[self._fill:self._fill + take] = mv[pos:pos + take]
@@ -518,7 +526,23 @@ class AudioRing:
                     >= self.seg_samples:
                 self._commit()
                 self._cur = None
+            if self._fault is not None:       # the card failed: drop the rest
+                self.counts["dropped_samples"] += (n - pos) // 2
+                break
         self._next = first_sample_index + n // 2
+
+    def _recover(self, n_samples):
+        """After a write failure, recording stays off (no slot is used up) until the
+        failed segment's slot can be cleaned; tried every quarter second of audio."""
+        self._fault_samples += n_samples
+        if self._fault_samples < self.rate_hz // 4:
+            return False
+        self._fault_samples = 0
+        if not self._close_tail(self._fault):
+            return False
+        self._fault = None
+        self._next = None                     # resume in a new segment
+        return True
 
     def _open(self, first_sample):
         utc = self.clock(first_sample) if self.clock is not None else None
@@ -531,7 +555,11 @@ class AudioRing:
         self._crc_done = 0
         self._stage_block = 0
         pack_header(self._hbuf, h)
-        self._write(self._slot_block(h.seq), self._hbuf)
+        if not self._write(self._slot_block(h.seq), self._hbuf):
+            self._cur = None
+            self._fault = h
+            self._fault_samples = 0
+            return
         self.counts["segments_written"] += 1
         self.expire(utc, _EXPIRE_PER_SEGMENT)
 
@@ -547,6 +575,8 @@ class AudioRing:
         if not self._write(base, self._stage_mv[:nblk * BLOCK_BYTES]):
             self.counts["dropped_samples"] += (self._fill - self._crc_done) // 2
             self._cur = None        # the segment ends at its last good commit
+            self._fault = h         # see write(): nothing more until its tail is clean
+            self._fault_samples = 0
             return
         h.data_crc = crc32(self._stage_mv[self._crc_done:self._fill], h.data_crc)
         h.stage_crcs[self._stage_block // self.stage_blocks] = crc32(self._stage_mv[:self._fill])
