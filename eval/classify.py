@@ -11,8 +11,12 @@ file, and the simulated scenes in five folds.  Reported separately:
 Features are cached in eval-out/classify-cache (extracting them runs the
 detector over every recording and simulated scene).
 """
+import math
 import sys
 import time
+from dataclasses import replace
+
+import numpy as np
 
 from shotline import train
 
@@ -33,6 +37,18 @@ def main():
     print(train.format_summary({"out": "(not saved)", "model_version": model["model_version"],
                                 "temperature": model["temperature"], **model["training"],
                                 "evaluation": report}))
+    # What the physics buys: the same evaluation with the source-level features removed.
+    dropped = ("source_level_db", "source_level_spread_db", "spectral_tilt_at_source_db")
+    ablated = [replace(e, features={k: (math.nan if k in dropped else v)
+                                    for k, v in e.features.items()}) for e in examples]
+    p = train.out_of_group_predictions(ablated, train.split_groups(ablated))
+    print("ablation, real + SIMULATED, without source level (" + ", ".join(dropped) + "):")
+    for name, keep in (("located_all", lambda e: e.view == "located"),
+                       ("located_simulated",
+                        lambda e: e.view == "located" and e.source == "simulated")):
+        idx = [i for i, e in enumerate(ablated) if keep(e)]
+        y = np.array([train.CLASSES.index(ablated[i].label) for i in idx])
+        print(train.format_scores(name, train.scores(p[idx], y)))
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0
 
