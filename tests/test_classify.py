@@ -213,9 +213,11 @@ def test_classification_dict_and_reasons(fitted):
 
 
 def test_bad_event_in_a_batch_is_unknown_and_the_rest_classified(fitted):
-    out = classify_events([_event(t=1.0), {"triggers": []}, _event(t=9.0)], fitted)
+    garbled = dict(_event(), time_utc="yesterday", position_m="here", temperature_c="warm")
+    out = classify_events([_event(t=1.0), {"triggers": []}, _event(t=9.0), garbled, 7], fitted)
     assert out[0].class_ != "unknown" and out[2].class_ != "unknown"
     assert out[1].class_ == "unknown" and "no triggers" in out[1].reasons[0]["error"]
+    assert [r.class_ for r in out[3:]] == ["unknown", "unknown"]
 
 
 def test_probabilities_are_calibrated_on_held_out_groups():

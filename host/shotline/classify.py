@@ -148,10 +148,11 @@ def event_reports(event):
     for trig in triggers:
         fields = {}
         for part in (_get(trig, "trigger"), _get(trig, "features"), trig):
-            if part is not None:
-                part = part.to_dict() if hasattr(part, "to_dict") else part
-                fields.update({k: v for k, v in dict(part).items() if v is not None}
-                              if isinstance(part, dict) else {})
+            if part is None:
+                continue
+            part = part.to_dict() if hasattr(part, "to_dict") else part
+            part = part if isinstance(part, dict) else vars(part)
+            fields.update({k: v for k, v in part.items() if v is not None})
         pos = _get(trig, "sensor_position_m", _get(trig, "position_m"))
         reports.append(cf.sensor_report(fields, pos))
     return reports
@@ -205,6 +206,14 @@ def classify_event(event_like, model=None, burst_times_s=()):
     return classify_feature_dict(features_of(event_like, burst_times_s), model)
 
 
+def _or(read, event, default):
+    """``read(event)``, or ``default`` when the event's field is malformed."""
+    try:
+        return read(event)
+    except (ValueError, TypeError, AttributeError):
+        return default
+
+
 def classify_events(events, model=None):
     """Classify a batch, grouping impulses from the same place into bursts.
 
@@ -217,8 +226,9 @@ def classify_events(events, model=None):
         model = default_model() if model is None else model
     except ModelError as exc:
         return [Classification.unknown(exc) for _ in events]
-    times = [event_time_s(e) for e in events]
-    positions = [event_position_m(e) if math.isfinite(t) else None for e, t in zip(events, times)]
+    times = [_or(event_time_s, e, math.nan) for e in events]
+    positions = [_or(event_position_m, e, None) if math.isfinite(t) else None
+                 for e, t in zip(events, times)]
     labels = cf.group_bursts([t if math.isfinite(t) else 0.0 for t in times], positions)
     members = {}
     for label, t in zip(labels, times):
@@ -228,6 +238,6 @@ def classify_events(events, model=None):
     for event, label in zip(events, labels):
         try:
             out.append(classify_event(event, model, members.get(label, ())))
-        except (cf.FeatureError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:  # FeatureError is a ValueError
             out.append(Classification.unknown(f"bad event: {exc}"))
     return out
