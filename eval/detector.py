@@ -23,6 +23,7 @@ from shotline.datasets import data_dir, pittsburgh
 from shotline.detect import ImpulseDetector, read_audio
 
 TOLERANCE_S = 0.005
+NEAR_S = 0.05  # triggers this close to a pulse count as that pulse's triggers
 WINDOW_BEFORE_S = 0.1
 WINDOW_AFTER_S = 1.5
 
@@ -59,7 +60,7 @@ def score_test(test, **params):
             if p is None:
                 continue
             wanted.setdefault(p.sensor, []).append(p.arrival_utc_s)
-    errors, misses, silent = [], [], 0
+    errors, misses, silent, near = [], [], 0, []
     false_alarms = 0
     outside_s = 0.0
     for rec in test.recordings:
@@ -70,6 +71,7 @@ def score_test(test, **params):
             if _silent(x, rate, arrival - rec.start_utc_s):
                 silent += 1  # the sensor's audio is digital silence there
                 continue
+            near.append(int(np.sum(np.abs(onsets - arrival) < NEAR_S)) if len(onsets) else 0)
             if len(onsets):
                 d = onsets - arrival
                 k = int(np.argmin(np.abs(d)))
@@ -85,7 +87,11 @@ def score_test(test, **params):
         else:
             false_alarms += len(onsets)
             outside_s += live_s
-    return {"errors_s": errors, "misses": misses, "silent": silent, "false_alarms": false_alarms,
+    heard = {rec.sensor for rec in test.recordings}
+    theirs = sum(1 for p in test.pulses if p.sensor in heard)
+    return {"errors_s": errors, "misses": misses, "silent": silent, "near": near,
+            "their_pulses_per_round": theirs / max(1, len(heard) * test.rounds),
+            "false_alarms": false_alarms,
             "outside_s": outside_s}
 
 
@@ -108,6 +114,9 @@ def summarize(results):
         "median_abs_error_after_bias_us": statistics.median(abs(e - bias_s) * 1e6 for e in errors)
         if errors else float("nan"),
         "p90_abs_error_us": float(np.percentile(abs_us, 90)) if abs_us else float("nan"),
+        "triggers_per_pulse": statistics.fmean(n for r in results for n in r["near"]),
+        "their_pulses_per_sensor_round": statistics.fmean(
+            r["their_pulses_per_round"] for r in results),
         "false_alarms": fa,
         "outside_minutes": outside_min,
         "false_alarms_per_min": fa / outside_min if outside_min else float("nan"),
@@ -158,6 +167,9 @@ def main(argv=None):
     print("e = our onset - ShotSpotter arrival; bias = median e (a constant offset cancels in TDOA)")
     print("%d pulses excluded: the sensor's audio is digital silence at the arrival"
           % total["silent"])
+    print("triggers within +-%.0f ms of a pulse: %.2f per pulse (ShotSpotter's own sensors "
+          "report %.2f pulses per sensor per round in allpulses.json)"
+          % (NEAR_S * 1e3, total["triggers_per_pulse"], total["their_pulses_per_sensor_round"]))
     print("outside-window live audio: %.1f min" % total["outside_minutes"])
     for m in total["misses"][:30]:
         print("  missed %s %s at %.3f s" % m)
