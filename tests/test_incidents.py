@@ -68,10 +68,12 @@ def test_status_changes_are_audited_in_order(tmp_path):
 
 
 def test_alert_threshold():
-    assert should_alert({})
-    assert should_alert({"class": "gunshot", "probability": 0.7}, threshold=0.7)
-    assert not should_alert({"class": "gunshot", "probability": 0.69}, threshold=0.7)
-    assert not should_alert({"class": "firework", "probability": 0.99})
+    heard = {"sensors": ["S1", "S2", "S3", "S4"]}
+    assert should_alert(heard)
+    assert should_alert({**heard, "class": "gunshot", "probability": 0.7}, threshold=0.7)
+    assert not should_alert({**heard, "class": "gunshot", "probability": 0.69}, threshold=0.7)
+    assert not should_alert({**heard, "class": "firework", "probability": 0.99})
+    assert not should_alert({})   # heard by nobody
 
 
 def test_incidents_and_map_commands(tmp_path, capsys):
@@ -203,3 +205,13 @@ def test_dismissing_an_alerted_incident_writes_a_cap_cancel_referring_to_the_ale
                  "--by", "ann", "--cap-dir", str(tmp_path)]) == 2
     with Store(db) as store:
         assert get_incident(store, other["id"])["status"] == "new"
+
+
+def test_too_few_sensors_are_recorded_but_not_alerted(tmp_path):
+    four = {**BASE, "uid": "ev-4"}
+    assert should_alert(four, min_sensors=4) and not should_alert(four, min_sensors=5)
+    assert not should_alert({**four, "class": "gunshot", "probability": 0.99}, min_sensors=5)
+    store = _store(tmp_path)
+    assert record_incident(store, four, min_sensors=5)["alert"] is False
+    assert record_incident(store, {**four, "uid": "ev-5", "sensors": ["a", "b", "c", "d", "e"]},
+                           min_sensors=5)["alert"] is True

@@ -39,6 +39,7 @@ MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within thi
 LOCATED_WITHIN_M = 25.0     # Tech Note 098's real-time criterion
 DETECT_EARLY_S, DETECT_LATE_S = 0.005, 0.010   # a trigger this close to a true arrival heard it
 MIN_SENSORS = 4             # a shot heard by this many sensors can be located
+ALERT_MIN_SENSORS = 5       # fewer: recorded for review, not alerted (see incidents.should_alert)
 MISLOCATED_M = 100.0        # an alert this far from what it heard sends a patrol to the wrong block
 SENSOR_PATHS = {
     "virtual": "virtual sensors (the real firmware app on simulated hardware) on "
@@ -179,7 +180,7 @@ class Night:
     (CAP file, webhook outbox; the caller delivers).  ``finish()`` closes the rest.
     """
 
-    def __init__(self, store, rendering, out_dir, *, threshold, say, decision_s,
+    def __init__(self, store, rendering, out_dir, *, threshold, min_sensors, say, decision_s,
                  webhook_url=None):
         from shotline.alerts.dispatch import Alerter
         from shotline.alerts.webhook import WebhookOutbox
@@ -188,7 +189,7 @@ class Night:
 
         sc = rendering.scenario
         self.store, self.rendering = store, rendering
-        self.threshold, self.say = threshold, say
+        self.threshold, self.min_sensors, self.say = threshold, min_sensors, say
         self.frame = LocalFrame(*sc.origin_llh)
         self.truth = Truth(rendering.truth, self.frame)
         self.model, self.model_error = _classifier()
@@ -256,7 +257,8 @@ class Night:
                                       extra={"truth_id": truth_id, "error_m": error_m,
                                              "simulated": True})
         record.update(self._classify(events, best))
-        stored = record_incident(self.store, record, threshold=self.threshold, by="demo")
+        stored = record_incident(self.store, record, threshold=self.threshold,
+                                 min_sensors=self.min_sensors, by="demo")
         stored["error_m"] = error_m
         self.incidents.append((stored, matches))
         cls = ""
@@ -465,8 +467,8 @@ def run_virtual(store, rendering, night, live, progress, deliver, speed, step_s=
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True, path="virtual",
-             speed=16.0, say=print, progress=None):
+def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, min_sensors=ALERT_MIN_SENSORS,
+             webhook=True, path="virtual", speed=16.0, say=print, progress=None):
     """Run the night; returns the summary dict (also written to ``summary.json``).
 
     ``path``: ``virtual`` (virtual sensors on ptys -> collector) or
@@ -498,7 +500,7 @@ def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, webhook=True,
     store = Store(out / "shotline.sqlite")
     try:
         live = _association(rendering)
-        night = Night(store, rendering, out, threshold=threshold, say=say,
+        night = Night(store, rendering, out, threshold=threshold, min_sensors=min_sensors, say=say,
                       decision_s=decision_s(live), webhook_url=receiver.url if receiver else None)
         if night.model is None:
             say(f"classifier: none available ({night.model_error}); every located "

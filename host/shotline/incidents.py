@@ -87,12 +87,17 @@ class IncidentError(ValueError):
     """An incident record or status change that cannot be accepted."""
 
 
-def should_alert(incident, threshold=0.5):
+def should_alert(incident, threshold=0.5, min_sensors=3):
     """Alert (True) or record only (False).
 
-    With no classification every located event alerts (a person reviews it);
-    with one, only class ``gunshot`` at ``probability >= threshold`` does.
+    An incident heard by fewer than ``min_sensors`` sensors is recorded only
+    (with 4 sensors a 2-D fix has one redundant arrival: too few to notice a
+    wrong association).  Otherwise, with no classification every located
+    event alerts (a person reviews it); with one, only class ``gunshot`` at
+    ``probability >= threshold`` does.
     """
+    if len(incident.get("sensors") or ()) < min_sensors:
+        return False
     cls = incident.get("class")
     if cls is None:
         return True
@@ -122,7 +127,8 @@ def _decode(row):
     return row
 
 
-def record_incident(store, incident, *, threshold=0.5, by="shotline", now_utc_s=None):
+def record_incident(store, incident, *, threshold=0.5, min_sensors=3, by="shotline",
+                    now_utc_s=None):
     """Store a located event as an incident (status ``new``); returns the incident dict.
 
     ``incident`` has the fields in the module docstring (``uid``,
@@ -142,7 +148,7 @@ def record_incident(store, incident, *, threshold=0.5, by="shotline", now_utc_s=
         raise IncidentError(f"probability must be within 0..1, got {prob}")
     now = time.time() if now_utc_s is None else float(now_utc_s)
     alert = incident.get("alert")
-    alert = should_alert(incident, threshold) if alert is None else bool(alert)
+    alert = should_alert(incident, threshold, min_sensors) if alert is None else bool(alert)
     row = (uid, incident.get("event_id"), _finite(incident.get("time_utc_s"), "time_utc_s"),
            lat, lon, _finite(incident.get("alt_m"), "alt_m", False),
            _finite(incident.get("ellipse_major_m"), "ellipse_major_m", False),

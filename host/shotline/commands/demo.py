@@ -7,6 +7,8 @@ def add_arguments(parser):
     parser.add_argument("--scenario", help="scenario file (default scenarios/demo-night.json)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="gunshot probability at or above which an incident alerts (0.5)")
+    parser.add_argument("--min-sensors", type=int, default=5,
+                        help="fewest sensors for an alert; fewer are recorded only (5)")
     parser.add_argument("--path", choices=("virtual", "detector"), default="virtual",
                         help="virtual: virtual sensors running the firmware on ptys -> collector "
                              "(default); detector: the C detector on the audio in-process")
@@ -56,6 +58,8 @@ def run(args):
 
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError("--threshold must be within 0..1")
+    if args.min_sensors < 3:
+        raise CommandError("--min-sensors must be at least 3")
     if not args.speed > 0:
         raise CommandError("--speed must be positive")
 
@@ -65,6 +69,7 @@ def run(args):
 
     try:
         summary = run_demo(args.out, args.scenario or DEFAULT_SCENARIO, threshold=args.threshold,
+                           min_sensors=args.min_sensors,
                            webhook=not args.no_webhook, path=args.path, speed=args.speed,
                            say=say,
                            progress=warn)
