@@ -54,3 +54,14 @@ def test_pittsburgh_reader(pittsburgh_tests):
     by_uuid = t.pulse_by_uuid()
     assert all(u in by_uuid for shot in t.shots for u in shot)
     assert all(math.isfinite(c) for c in t.survey_m)
+
+
+def test_command_help_lists_its_own_options():
+    out = subprocess.run([sys.executable, "-m", "shotline", "detect", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "--start-utc" in out.stdout
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert cli.main(["no-such-command"]) == cli.EXIT_USAGE
+    assert "unknown command" in capsys.readouterr().err

@@ -79,14 +79,19 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    # First pass finds the command; its module then adds its own arguments.
-    args, _ = parser.parse_known_args(argv)
-    if not getattr(args, "_module", None):
+    # The command is the first argument that is not an option; its module adds
+    # its own arguments before parsing, so `shotline CMD --help` lists them.
+    name = next((a for a in argv if not a.startswith("-")), None)
+    choices = parser._subparsers._group_actions[0].choices
+    if name not in choices:
+        if name is None and argv:
+            parser.parse_args(argv)  # --version / --help exit here
         parser.print_help(sys.stderr)
+        if name is not None:
+            warn(f"unknown command {name!r}")
         return EXIT_USAGE
-    module = importlib.import_module(f"shotline.commands.{args._module}")
-    subparser = parser._subparsers._group_actions[0].choices[args.command]
-    module.add_arguments(subparser)
+    module = importlib.import_module(f"shotline.commands.{dict((c[0], c[1]) for c in COMMANDS)[name]}")
+    module.add_arguments(choices[name])
     args = parser.parse_args(argv)
     try:
         return int(module.run(args) or 0)
