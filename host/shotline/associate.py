@@ -43,6 +43,7 @@ Algorithm, per decision:
 >>> [e.n_sensors for e in a.flush()]
 [4]
 """
+import bisect
 import heapq
 import math
 from collections import deque
@@ -57,7 +58,8 @@ from shotline.timeutil import format_utc
 
 # Trigger states.  A failed anchor is *deferred*: it may still join an event
 # anchored elsewhere until every window that holds it has been decided.
-_PENDING, _IN_EVENT, _UNEXPLAINED, _DEFERRED = 0, 1, 2, 3
+# A masked trigger (see Associator._masked) may only join an event found without it.
+_PENDING, _IN_EVENT, _UNEXPLAINED, _DEFERRED, _MASKED = 0, 1, 2, 3, 4
 _ANCHOR, _FINAL = 0, 1
 
 
@@ -207,7 +209,7 @@ class Associator:
 
     def __init__(self, *, temperature_c=15.0, tolerance_s=0.02, max_range_m=1000.0,
                  min_sensors=4, max_delay_s=0.0, late_window_s=30.0, outlier_window_s=0.25,
-                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=3.0, reverb_s=1.0, source_up_m=None,
+                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=6.0, reverb_s=1.0, source_up_m=None,
                  locate_options=None, sensors=None):
         if not min_sensors >= 3:
             raise ValueError("min_sensors must be at least 3 (a 2-D fix has 3 unknowns)")
@@ -224,7 +226,8 @@ class Associator:
         self.max_delay_s = float(max_delay_s)
         self.late_window_s = float(late_window_s)
         self.outlier_window_s = float(outlier_window_s)
-        self.search_tolerance_s = 4.0 * self.tolerance_s if search_tolerance_s is None else float(search_tolerance_s)
+        self._span_s = 2.0 * self.max_range_m / self.speed_m_s + self.tolerance_s   # widest window
+        self.search_tolerance_s = 2.0 * self.tolerance_s if search_tolerance_s is None else float(search_tolerance_s)
         self.nearest_fraction = float(nearest_fraction)
         self.source_up_m = None if source_up_m is None else float(source_up_m)
         self.echo_ratio = float(echo_ratio)
@@ -257,7 +260,7 @@ class Associator:
         self._recent = deque()     # decided events open to late triggers
         self._next_id = 1
         self._outlier_log = {}     # sensor -> deque of outlier residuals
-        self._levels = {}          # sensor -> deque of (time_utc_s, level_db) within reverb_s
+        self._levels = {}          # sensor -> list of recent (time_utc_s, level_db), time order
         self._network_known = bool(sensors)
         for sid, pos in (sensors or {}).items():
             self._sensor_index(sid, Trigger(sid, pos, 0.0).position_m)
@@ -346,32 +349,33 @@ class Associator:
                 return
         slot = self._append(trigger, k)
         self.now_s = max(self.now_s, t)
-        if self._masked(trigger):
-            self._state[slot - self._base] = _UNEXPLAINED
-            self.unexplained.append(trigger)
-            self.stats["unexplained"] += 1
-            self.stats["masked"] += 1
-        else:
-            heapq.heappush(self._deadlines, (t + self._neighbourhood(k)[2], slot, _ANCHOR))
+        if trigger.level_db is not None:
+            history = self._levels.setdefault(trigger.sensor, [])
+            bisect.insort(history, (t, trigger.level_db))
+            horizon = self.now_s - 2.0 * (self.reverb_s + self._span_s + self.max_delay_s)
+            if history[0][0] < horizon:
+                del history[:bisect.bisect_left(history, (horizon,))]
+        heapq.heappush(self._deadlines, (t + self._neighbourhood(k)[2], slot, _ANCHOR))
 
-    def _masked(self, trigger):
-        """Is the trigger in the reverberation of a louder one just before it on its sensor?
+    def _masked(self, j):
+        """Is trigger ``j`` in the reverberation of a louder one just before it on its sensor?
 
-        Echoes follow their direct sound on the same sensor and are weaker;
-        a trigger at least ``echo_drop_db`` weaker than one of the same
-        sensor in the ``reverb_s`` before it takes no part in events.
-        Triggers without a level are never masked.
+        Echoes follow their direct sound on the same sensor and are weaker.  A
+        trigger at least ``echo_drop_db`` weaker than one of the same sensor
+        in the ``reverb_s`` before it is *masked*: it neither anchors a search
+        nor helps find a source, but may still join an event whose fix it
+        fits (a second shooter heard during the first one's echoes).
+        Triggers without a level are never masked.  Decided when needed, so
+        the order in which triggers arrived does not matter.
         """
-        history = self._levels.setdefault(trigger.sensor, deque())
-        t = trigger.time_utc_s
-        while history and history[0][0] < t - self.reverb_s - self.max_delay_s:
-            history.popleft()
-        if trigger.level_db is None:
+        level = self._lvl[j]
+        if not math.isfinite(level):
             return False
-        masked = any(t - self.reverb_s <= t_prev < t and lvl >= trigger.level_db + self.echo_drop_db
-                     for t_prev, lvl in history)
-        history.append((t, trigger.level_db))
-        return masked
+        t = self._t[j]
+        history = self._levels.get(self._trig[j].sensor, ())
+        lo = bisect.bisect_left(history, (t - self.reverb_s,))
+        hi = bisect.bisect_left(history, (t,))
+        return any(lvl >= level + self.echo_drop_db for _, lvl in history[lo:hi])
 
     def _is_duplicate(self, trigger):
         keys = [(trigger.sensor, "t", round(trigger.time_utc_s * 1e6))]
@@ -430,12 +434,17 @@ class Associator:
             deadline, slot, kind = heapq.heappop(self._deadlines)
             i = slot - self._base
             if kind == _FINAL:
-                if self._state[i] == _DEFERRED:
+                if self._state[i] in (_DEFERRED, _MASKED):
                     self._state[i] = _UNEXPLAINED
                     self.unexplained.append(self._trig[i])
                     self.stats["unexplained"] += 1
                 continue
             if self._state[i] != _PENDING:
+                continue
+            if self._masked(i):
+                self._state[i] = _MASKED
+                self.stats["masked"] += 1
+                heapq.heappush(self._deadlines, (deadline + self._span_s, slot, _FINAL))
                 continue
             current = self._t[i] + self._neighbourhood(int(self._s[i]))[2]
             if current > deadline and not everything:   # a new sensor widened the neighbourhood
@@ -444,8 +453,7 @@ class Associator:
             event = self._event_for(i, deadline)
             if event is None:
                 self._state[i] = _DEFERRED
-                span = 2.0 * self.max_range_m / self.speed_m_s + self.tolerance_s
-                heapq.heappush(self._deadlines, (deadline + span, slot, _FINAL))
+                heapq.heappush(self._deadlines, (deadline + self._span_s, slot, _FINAL))
             else:
                 out.append(event)
         horizon = self.now_s - self.late_window_s
@@ -471,14 +479,16 @@ class Associator:
         """Try to build an event around anchor ``i``; None if too few sensors fit."""
         window = self._window(i)
         k0 = self._s[i]
-        others = window[(self._s[window] != k0) & (self._state[window] != _UNEXPLAINED)]
+        others = window[(self._s[window] != k0) & np.isin(self._state[window], (_PENDING, _DEFERRED, _MASKED))]
+        is_masked = np.array([self._state[j] == _MASKED or self._masked(j) for j in others], dtype=bool)
+        masked, others = others[is_masked], others[~is_masked]
         if len(np.unique(self._s[others])) + 1 < self.min_sensors:
             return None
         hypotheses = best_sources(self._p[i], self._t[others] - self._t[i], self._p[others],
                                   self._s[others], self.speed_m_s, tolerance_s=self.search_tolerance_s,
                                   max_range_m=self.max_range_m, min_count=self.min_sensors - 1,
                                   source_up_m=self._source_up(np.r_[i, others]), level_db=self._lvl[others])
-        candidates = np.concatenate([[i], others])
+        candidates = np.concatenate([[i], others, masked])
         for source_m, _, resid in hypotheses:
             in_range = np.linalg.norm(self._p[others] - source_m, axis=1) <= self.max_range_m
             members = np.concatenate([[i], self._one_per_sensor(others[in_range], np.abs(resid[in_range]),
@@ -562,10 +572,8 @@ class Associator:
             resid = self._predicted_residuals(fix, candidates)
             in_range = np.linalg.norm(self._p[candidates] - fix.position_m, axis=1) <= self.max_range_m
             chosen = self._one_per_sensor(candidates[in_range], np.abs(resid[in_range]), self.tolerance_s)
-            if len(chosen) < self.min_sensors:
-                return None, members
             chosen = self._heard_in_order(fix.position_m, chosen)
-            if chosen is None:
+            if chosen is None or len(chosen) < self.min_sensors:
                 return None, members
             if set(chosen.tolist()) == set(members.tolist()):
                 return fix, members
@@ -581,6 +589,8 @@ class Associator:
         sensors nearer than it took part (a chance fit of an unrelated
         trigger on a far sensor).  Returns the kept members or None.
         """
+        if len(members) == 0:
+            return None
         here = np.asarray(source_m, dtype=float)
         dist_m = np.linalg.norm(self._p[members] - here, axis=1)
         near = np.asarray(self._tree.query_ball_point(here, float(dist_m.max()) + 1e-6), dtype=np.int64)

@@ -129,9 +129,11 @@ def process(manifest, *, detector_params=None, **options):
     """Detect, associate and locate; returns :class:`shotline.associate.Association`.
 
     ``options`` go to :class:`shotline.associate.Associator`; the temperature
-    defaults to the manifest's and the network to the manifest's sensors.
+    defaults to the manifest's, the network to the manifest's sensors and
+    ``min_sensors`` to 5 (4 when there are only 4 recordings).
     """
     triggers = detect_triggers(manifest, **(detector_params or {}))
     options.setdefault("temperature_c", manifest.temperature_c)
     options.setdefault("sensors", {r.sensor: r.position_m for r in manifest.recordings})
+    options.setdefault("min_sensors", max(4, min(5, len(manifest.recordings))))
     return associate(triggers, **options)
