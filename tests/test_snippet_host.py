@@ -253,10 +253,10 @@ def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):
     from shotline.virtual import VirtualSensor
 
     root = tmp_path / "vs"
-    vs = VirtualSensor("V1", root, folder=tmp_path / "ports", speed=8.0)
+    root.mkdir()                       # keys provisioned before boot; the default card holds the ring
     (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
-    priv_install.install(vs.board.app, RamBlockDev(30 * 65), root=str(root), first_block=0,
-                         seg_data_blocks=64)
+    vs = VirtualSensor("V1", root, folder=tmp_path / "ports", speed=8.0)
+    assert vs.board.privacy is not None and (root / "sdcard.img").exists()
     with vs:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -286,10 +286,10 @@ def test_cli_snippet_by_event_from_the_store(tmp_path, keydir, capsys):
     from shotline.virtual import VirtualSensor
 
     root = tmp_path / "vs"
-    vs = VirtualSensor("V2", root, folder=tmp_path / "ports", speed=8.0)
+    root.mkdir()                       # keys provisioned before boot; the default card holds the ring
     (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
-    priv_install.install(vs.board.app, RamBlockDev(30 * 65), root=str(root), first_block=0,
-                         seg_data_blocks=64)
+    vs = VirtualSensor("V2", root, folder=tmp_path / "ports", speed=8.0)
+    assert vs.board.privacy is not None and (root / "sdcard.img").exists()
     db = tmp_path / "store.sqlite"
     with vs:
         deadline = time.monotonic() + 20

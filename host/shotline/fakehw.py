@@ -45,6 +45,7 @@ import numpy as np
 from shotline_fw import detconfig, wire
 from shotline_fw.app import App
 from shotline_fw.detector import MAX_OUT, RAW_N
+from shotline_fw.priv_install import install as install_privacy
 
 _PERIOD = 1 << 30
 
@@ -283,6 +284,49 @@ class _Hardware:
         self._board.reset_requested = True
 
 
+class FileCard:
+    """A raw SD card as a sparse file: MicroPython's block-device protocol.
+
+    ``readblocks(n, buf)``/``writeblocks(n, buf)`` move whole 512-byte
+    blocks; ``ioctl(4)`` gives the block count, ``ioctl(5)`` the block size.
+    Unwritten blocks read as zeros.  This is the part of the card the audio
+    ring owns (on the board, ``boot.py`` keeps the first 64 MiB for FAT).
+    """
+
+    BLOCK_BYTES = 512
+
+    def __init__(self, path, n_blocks):
+        self.path = str(path)
+        self.n_blocks = int(n_blocks)
+        mode = "r+b" if os.path.exists(self.path) else "w+b"
+        self._f = open(self.path, mode)
+        self._f.truncate(self.n_blocks * self.BLOCK_BYTES)
+
+    def _seek(self, n, buf):
+        if n < 0 or n * self.BLOCK_BYTES + len(buf) > self.n_blocks * self.BLOCK_BYTES:
+            raise OSError(22, "block out of range")
+        self._f.seek(n * self.BLOCK_BYTES)
+
+    def readblocks(self, n, buf):
+        self._seek(n, buf)
+        self._f.readinto(memoryview(buf))
+
+    def writeblocks(self, n, buf):
+        self._seek(n, buf)
+        self._f.write(buf)
+        self._f.flush()
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.n_blocks
+        if op == 5:
+            return self.BLOCK_BYTES
+        return 0
+
+    def close(self):
+        self._f.close()
+
+
 class FakeBoard:
     """One simulated sensor running the real firmware ``App``.
 
@@ -290,15 +334,19 @@ class FakeBoard:
     ``audio``: int16 numpy array, a sound file path (first channel), or an
     iterable of int16 arrays; None = silence.  ``utc0_s``: true UTC (POSIX
     seconds) at power-on.  ``crystal_ppm``: the board's crystal error.
+    ``sd_card``: a raw card (e.g. ``FileCard``) for the privacy modules --
+    the 72-hour audio ring, snippets and signed commands are installed at
+    every boot, as ``firmware/main.py`` does; None = a board with no card.
     """
 
     def __init__(self, root, audio=None, *, utc0_s=1545094000.25, crystal_ppm=25.0,
                  drift_ppm_per_s=0.0, i2s_latency_s=0.002, nmea_delay_s=0.12,
                  pps_jitter_s=20e-9, noise_lsb=0.0, usb=None, unique_id=b"\xe6\x61\x38\x52\x83\x4a\x2b\x21",
                  sd_root=None, detector_factory=CffiDetector, seed=0, fast_convert=True,
-                 reset_cause="power", ticks_offset_us=0):
+                 reset_cause="power", ticks_offset_us=0, sd_card=None):
         self.root = Path(root)
         self.sd_root = sd_root
+        self.sd_card = sd_card
         self.utc0_s = utc0_s
         self.clock = SimClock(crystal_ppm, drift_ppm_per_s, ticks_offset_us)
         self.i2s_latency_s = i2s_latency_s
@@ -365,6 +413,9 @@ class FakeBoard:
         self.hw = _Hardware(self)
         self.boot_t_s = self.clock.t_s
         self.app = App(self.hw)
+        self.privacy = None
+        if self.sd_card is not None:
+            self.privacy = install_privacy(self.app, self.sd_card, root=str(self.root), first_block=0)
         self._push(self.clock.t_s + self.loop_period_s, self._tick, None)
         next_second = math.floor(self.utc0_s + self.clock.t_s) + 1
         self._push(next_second - self.utc0_s, self._gps_second, next_second)

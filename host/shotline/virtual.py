@@ -184,7 +184,9 @@ class VirtualSensor:
     are comparable with the host clock): ``clock_error_s`` is a GPS time
     error; ``crystal_ppm`` is the board's crystal error, which the firmware's
     PPS fit removes.  ``speed``: simulated
-    seconds per wall second (1 = real time).
+    seconds per wall second (1 = real time).  ``card_mb``: size of the
+    file-backed raw SD card ``root/sdcard.img`` that holds the audio ring
+    (sparse; 0 = no card, so no audio is kept and snippets are refused).
 
     ``start()`` runs the board in a thread; ``unplug()``/``plug()`` pull and
     reconnect the cable; ``reboot()`` resets it; ``stop()`` ends it.
@@ -192,7 +194,7 @@ class VirtualSensor:
 
     def __init__(self, name, root, *, audio=None, folder=None, position_llh=(40.4406, -79.9959, 300.0),
                  utc0_s=None, clock_error_s=0.0, crystal_ppm=25.0, speed=1.0, step_s=0.01,
-                 config=None, seed=0):
+                 config=None, seed=0, card_mb=64):
         import time as _t
 
         self._wall0 = _t.monotonic()  # simulated time 0, before the slow set-up below
@@ -212,9 +214,13 @@ class VirtualSensor:
         sd_root = os.path.join(self.root, "sd")  # the SD card (config "storage": "sd")
         os.makedirs(sd_root, exist_ok=True)
         utc0 = (now_s if utc0_s is None else utc0_s) + clock_error_s
+        card = None
+        if card_mb:
+            card = fakehw.FileCard(os.path.join(self.root, "sdcard.img"),
+                                   int(card_mb * 1024 * 1024) // fakehw.FileCard.BLOCK_BYTES)
         self.board = fakehw.FakeBoard(
             self.root, impulse_audio(seed=seed) if audio is None else audio, usb=self.port,
-            utc0_s=utc0, crystal_ppm=crystal_ppm, seed=seed, sd_root=sd_root)
+            utc0_s=utc0, crystal_ppm=crystal_ppm, seed=seed, sd_root=sd_root, sd_card=card)
         self.board.gps_position = tuple(position_llh)
         self._lock = threading.RLock()
         self._fleet = None

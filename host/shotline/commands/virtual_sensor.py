@@ -35,6 +35,9 @@ def add_arguments(p):
                    help="error of the simulated GPS time, seconds (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="configuration for new boards (JSON value), e.g. storage=\"sd\" or heartbeat_s=2")
+    p.add_argument("--card-mb", type=float, default=64.0, metavar="MB",
+                   help="file-backed raw SD card per board for the 72-hour audio ring "
+                        "(sparse file ROOT/NAME/sdcard.img; 0 = no card; default 64)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="simulated seconds per wall-clock second (default 1 = real time)")
     p.add_argument("--duration-s", type=float, default=None,
@@ -103,7 +106,7 @@ def run(args):
         sensors.append(VirtualSensor(name, Path(args.root) / name, audio=audio, folder=args.links,
                                      position_llh=positions[i], utc0_s=utc0,
                                      clock_error_s=args.clock_error_s, config=settings,
-                                     crystal_ppm=args.crystal_ppm, seed=i))
+                                     crystal_ppm=args.crystal_ppm, seed=i, card_mb=args.card_mb))
     fleet = VirtualFleet(sensors, speed=args.speed, wall0_monotonic_s=wall0).start()
     for vs, pos in zip(sensors, positions):
         emit({"sensor": vs.name, "port": vs.path, "tty": vs.port.tty_path,
