@@ -58,8 +58,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     base = json.loads(SCENARIO.read_text())
     rows = []
-    print(f"{'variant':<7} {'seed':>5} {'heard':>6} {'located':>8} {'<=25m':>6} {'median':>7} {'p90':>7} "
-          f"{'alerts':>6} {'false':>5}  false by kind")
+    print(f"{'variant':<7} {'seed':>5} {'heard':>6} {'located':>8} {'<=25m':>6} {'median':>7} "
+          f"{'p90':>7} {'gunfire alerted':>15} {'alerts':>6} {'false':>5}  false by kind")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
             for seed in range(1, args.seeds + 1):
@@ -74,7 +74,9 @@ def main(argv=None):
                 print(f"{name:<7} {seed:>5} {s['shots_detected']:>6} "
                       f"{s['shots_located']:>3}/{s['shots']:<4} "
                       f"{s['shots_within_25m']:>6} {_m(s['shot_error_median_m'])} "
-                      f"{_m(s['shot_error_p90_m'])} {s['alerts']:>6} {s['false_alerts']:>5}  "
+                      f"{_m(s['shot_error_p90_m'])} "
+                      f"{s['gunshot_sources_alerted']:>11}/{s['gunshot_sources']:<3} "
+                      f"{s['alerts']:>6} {s['false_alerts']:>5}  "
                       f"{s['false_alerts_by_kind']}  ({time.monotonic() - t0:.0f} s)", flush=True)
     print()
     for name in args.variants.split(","):
@@ -87,12 +89,15 @@ def main(argv=None):
         heard = sum(s["shots_detected"] for s in sel)
         alerts = sum(s["alerts"] for s in sel)
         false = sum(s["false_alerts"] for s in sel)
+        sources = sum(s["gunshot_sources"] for s in sel)
+        alerted = sum(s["gunshot_sources_alerted"] for s in sel)
         med = np.median([s["shot_error_median_m"] for s in sel if s["shot_error_median_m"]])
         print(f"{name}: {len(sel)} nights, shots heard by >= 4 sensors {heard}/{shots}, "
               f"located {located}/{shots} "
               f"({100 * located / shots:.0f} %), within 25 m {within}/{shots} "
               f"({100 * within / shots:.0f} %), median of nightly median errors {med:.1f} m, "
-              f"false alerts {false}/{alerts}; classifier {sel[0]['classifier']}")
+              f"gunfire sources alerted {alerted}/{sources}, false alerts {false}/{alerts}; "
+              f"classifier {sel[0]['classifier']}")
     return 0
 
 

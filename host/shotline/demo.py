@@ -173,8 +173,9 @@ def _classifier():
 class Night:
     """Located events in (from the collector or the in-process path) -> incidents -> alerts.
 
-    ``on_trigger(record)`` moves the stream clock, ``on_event(record)`` takes a
-    stored event record (with its ``id``); incidents are grouped by
+    ``on_event(record)`` takes a stored event record (with its ``id``);
+    ``tick(stream_s)`` says association has decided every event up to that
+    stream time (see :class:`ClockedAssociation`); incidents are grouped by
     :class:`shotline.incidents.BurstGrouper`, recorded, classified when a
     model is shipped, and alerted by :class:`shotline.alerts.dispatch.Alerter`
     (CAP file, webhook outbox; the caller delivers).  ``finish()`` closes the rest.
@@ -204,9 +205,9 @@ class Night:
         self.incidents = []       # (incident dict, truth matches of its events)
         self._lock = threading.Lock()
 
-    def on_trigger(self, record):
+    def tick(self, stream_s):
         with self._lock:
-            for group in self.grouper.tick(record["onset_utc_s"]):
+            for group in self.grouper.tick(stream_s):
                 self._raise(group)
 
     def on_event(self, record):
@@ -355,6 +356,40 @@ def _clear(out):
 ASSOCIATION = {"max_delay_s": 1.0}
 
 
+class ClockedAssociation:
+    """The collector's ``LiveAssociation`` that also tells ``night.tick`` how far it
+    has decided.
+
+    The collector calls ``push``/``advance``/``flush`` and then stores and
+    hands on the events each returns, all in its writer thread; so when the
+    next call starts, every event decided by the previous one has reached the
+    night, and the associator's stream clock as of then is safe to close
+    incidents with.  (Closing on a trigger's own onset instead would cut a
+    burst whose last events that very trigger is about to release.)
+    """
+
+    def __init__(self, live, night):
+        self.live, self.night = live, night
+        self.associator = live.associator
+        self._decided_s = None
+
+    def _call(self, method, *args):
+        if self._decided_s is not None:
+            self.night.tick(self._decided_s)
+        out = method(*args)
+        self._decided_s = self.associator.now_s
+        return out
+
+    def push(self, rec):
+        return self._call(self.live.push, rec)
+
+    def advance(self, idle_s):
+        return self._call(self.live.advance, idle_s)
+
+    def flush(self):
+        return self._call(self.live.flush)
+
+
 def _association(rendering):
     from shotline.collect import LiveAssociation
 
@@ -388,7 +423,6 @@ def run_in_process(store, rendering, night, live, progress, deliver):
             ids[(rec["sensor_id"], rec["seq"])] = row_id
         for rec in batch:
             stored(live.push(rec))
-            night.on_trigger(rec)
         deliver()
     stored(live.flush())
 
@@ -429,7 +463,7 @@ def run_virtual(store, rendering, night, live, progress, deliver, speed, step_s=
                 vs.port.flush()
 
         collector = Collector(store, [vs.path for vs in sensors], associator=live,
-                              on_trigger=night.on_trigger, on_event=night.on_event)
+                              on_event=night.on_event)
         collector.start()
         deadline = time.monotonic() + 20.0
         while not collector.wait_for_connections(timeout_s=0.02):
@@ -499,9 +533,10 @@ def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, min_sensors=A
     receiver = Receiver() if webhook else None
     store = Store(out / "shotline.sqlite")
     try:
-        live = _association(rendering)
+        plain = _association(rendering)
         night = Night(store, rendering, out, threshold=threshold, min_sensors=min_sensors, say=say,
-                      decision_s=decision_s(live), webhook_url=receiver.url if receiver else None)
+                      decision_s=decision_s(plain), webhook_url=receiver.url if receiver else None)
+        live = ClockedAssociation(plain, night)
         if night.model is None:
             say(f"classifier: none available ({night.model_error}); every located "
                 f"incident alerts")
