@@ -90,15 +90,11 @@ static uint32_t udiv32(uint32_t num, uint32_t den)
 /* Band crossover low-passes (Q4 states, coefficients used as Q10 so every
    product fits 32 bits); accumulate band energies (sums of squares of the
    band signals in LSB^2) if asked. */
-static uint32_t square_u32(int32_t v) /* |v| <= 65535 */
+/* v * v for |v| <= 65535: exact in uint32 (wrap-around squares to the same value). */
+static uint32_t square_u32(int32_t v)
 {
-    const uint32_t u = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t u = (uint32_t)v;
     return u * u;
-}
-
-static int32_t band_clamp(int32_t v)
-{
-    return v > 65535 ? 65535 : (v < -65535 ? -65535 : v);
 }
 
 static void band_step(impulse_state_t *st, int32_t y, int accumulate)
@@ -109,9 +105,11 @@ static void band_step(impulse_state_t *st, int32_t y, int accumulate)
     st->lp[1] += ((v - st->lp[1]) * (st->cfg.band_lp2_q14 >> 4)) >> 10;
     st->lp[2] += ((v - st->lp[2]) * (st->cfg.band_lp3_q14 >> 4)) >> 10;
     if (accumulate) {
-        b0 = band_clamp(st->lp[0] >> 4);
-        b1 = band_clamp((st->lp[1] - st->lp[0]) >> 4);
-        b2 = band_clamp((st->lp[2] - st->lp[1]) >> 4);
+        /* one-pole low-passes of |y| <= 32767 stay within +-32767 (Q0), so the
+           band signals stay within +-65534 */
+        b0 = st->lp[0] >> 4;
+        b1 = (st->lp[1] - st->lp[0]) >> 4;
+        b2 = (st->lp[2] - st->lp[1]) >> 4;
         st->cur.band_energy[0] += square_u32(b0);
         st->cur.band_energy[1] += square_u32(b1);
         st->cur.band_energy[2] += square_u32(b2);
@@ -248,7 +246,7 @@ int impulse_config_check(const impulse_config_t *c)
         || c->zc_max_n < 1 || c->zc_max_n > c->lookback_n
         || c->width_q8 < 1 || c->width_q8 > 255 || c->decay_q8 < 1 || c->decay_q8 > 255
         || c->mask_shift < 0 || c->mask_shift > 24 || c->peak_ratio_q4 <= 16 || c->peak_ratio_q4 > 4095
-        || c->supersede_q8 < 256 || c->supersede_q8 > 65535) {
+        || c->supersede_q8 < 256 || c->supersede_q8 > 4095) {
         return IMPULSE_EINVAL;
     }
     if (c->band_lp1_q14 < 1 || c->band_lp1_q14 > (1 << IMPULSE_COEF_SHIFT)
@@ -288,9 +286,9 @@ COLD static void start_trigger(impulse_state_t *st, int64_t n)
     t->noise_q16 = st->lta;
     t->sta_trigger_q16 = st->sta;
     t->sta_peak_q16 = st->sta;
-    st->sta_peak_sample = n;
-    st->width_end = NEVER;
-    st->decay_end = NEVER;
+    st->sta_peak_off = 0;
+    st->width_end_off = NEVER;
+    st->decay_end_off = NEVER;
     st->last_trigger = n;
     st->armed = 0;
     st->phase = PHASE_PICK;
@@ -304,9 +302,11 @@ COLD static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, 
                    size_t max_out)
 {
     impulse_trigger_t *t = &st->cur;
-    t->width_n = (int32_t)(not_before(st->width_end == NEVER ? n + 1 : st->width_end,
-                                      t->onset_sample) - t->onset_sample);
-    t->decay_n = (int32_t)((st->decay_end == NEVER ? n + 1 : st->decay_end) - st->sta_peak_sample);
+    const int32_t end_off = (int32_t)(n + 1 - t->trigger_sample);
+    const int64_t width_end = t->trigger_sample
+                              + (st->width_end_off == NEVER ? end_off : st->width_end_off);
+    t->width_n = (int32_t)(not_before(width_end, t->onset_sample) - t->onset_sample);
+    t->decay_n = (st->decay_end_off == NEVER ? end_off : st->decay_end_off) - st->sta_peak_off;
     t->measure_n = (int32_t)(n + 1 - t->trigger_sample);
     if (*count < max_out) {
         out[(*count)++] = *t;
@@ -323,6 +323,7 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t a
 {
     const impulse_config_t *c = &st->cfg;
     impulse_trigger_t *t = &st->cur;
+    const int32_t off = (int32_t)(n - t->trigger_sample);
     if (st->sta > st->mask) {
         st->mask = st->sta;
     }
@@ -331,16 +332,16 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t a
     }
     if (st->sta > t->sta_peak_q16) {
         t->sta_peak_q16 = st->sta;
-        st->sta_peak_sample = n;
-        st->width_end = NEVER;
-        st->decay_end = NEVER;
+        st->sta_peak_off = off;
+        st->width_end_off = NEVER;
+        st->decay_end_off = NEVER;
     } else {
         const int32_t unit = t->sta_peak_q16 >> 8;
-        if (st->width_end == NEVER && st->sta < unit * c->width_q8) {
-            st->width_end = n;
+        if (st->width_end_off == NEVER && st->sta < unit * c->width_q8) {
+            st->width_end_off = off;
         }
-        if (st->decay_end == NEVER && st->sta < unit * c->decay_q8) {
-            st->decay_end = n;
+        if (st->decay_end_off == NEVER && st->sta < unit * c->decay_q8) {
+            st->decay_end_off = off;
         }
     }
     if (st->phase == PHASE_PICK) {
@@ -363,7 +364,8 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t a
     if (st->phase == PHASE_MEASURE && st->countdown == 0) {
         finish(st, n, out, count, max_out);
     } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
-               && ((int64_t)st->sta << 8) > (int64_t)st->event_ref * c->supersede_q8) {
+               && (uint32_t)(st->sta >> 4)
+                      > (uint32_t)(st->event_ref >> 12) * (uint32_t)c->supersede_q8) {
         /* a stronger pulse inside the hold-off (the muzzle blast after a weak
            precursor or a bullet's shock wave): close this trigger early and
            start a new one */

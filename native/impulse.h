@@ -80,7 +80,7 @@ typedef struct {
     int32_t peak_ratio_q4; /* also trigger when |y| * 16 > max(LTA, mask) * peak_ratio_q4 (17..4095)
                               (a short spike the STA would average away) */
     int32_t supersede_q8;  /* inside the hold-off, a pulse whose STA * 256 exceeds the current
-                              trigger's STA peak * supersede_q8 starts a new trigger */
+                              trigger's STA peak * supersede_q8 starts a new trigger (256..4095) */
 } impulse_config_t;
 
 /* ---- trigger (integers only; never audio) ------------------------------ */
@@ -109,13 +109,13 @@ typedef struct {
     int64_t n;                  /* samples processed so far (index of the next sample) */
     int64_t last_trigger;       /* trigger sample of the previous trigger */
     int64_t idle_since;         /* first sample after the previous measure window */
-    int64_t sta_peak_sample;    /* sample of the STA peak of the current trigger */
-    int64_t width_end;          /* first sample after the STA peak below the width level */
-    int64_t decay_end;          /* first sample after the STA peak below the decay level */
     int32_t x1, h1, y1;         /* high-pass state: previous input, stage-1 and stage-2 output */
     int32_t lp[3];              /* band low-pass states (Q4), run only around a trigger */
     int32_t sta, lta;           /* envelopes: mean |y| in Q16 */
     int32_t lta_k;              /* LTA shift in use (grows to lta_shift while warming up) */
+    int32_t sta_peak_off;       /* STA peak of the current trigger, samples after its trigger */
+    int32_t width_end_off;      /* first sample after that peak below the width level, or -1 */
+    int32_t decay_end_off;      /* first sample after that peak below the decay level, or -1 */
     int32_t mask;               /* echo mask, Q16 */
     int32_t event_ref;          /* STA peak of the current trigger at its onset pick, Q16 */
     int32_t live_n;             /* non-constant input samples seen (saturates) */

@@ -139,7 +139,7 @@ def config(sample_rate_hz, **overrides):
         _q(10 ** (float(p["decay_db"]) / 20), 256, 1, 255, "decay_db"),
         _shift(float(p["echo_mask_s"]), rate),
         _q(10 ** (float(p["peak_ratio_db"]) / 20), 16, 17, 4095, "peak_ratio_db"),
-        _q(10 ** (float(p["supersede_db"]) / 20), 256, 256, 65535, "supersede_db"),
+        _q(10 ** (float(p["supersede_db"]) / 20), 256, 256, 4095, "supersede_db"),
     )
 
 
