@@ -250,6 +250,21 @@ def test_random_bytes_never_crash_or_overrun(data, max_out):
     _run_raw(x, max_out)
 
 
+@settings(max_examples=40, deadline=None)
+@given(dc=st.integers(min_value=-32768, max_value=32767),
+       amplitude=st.integers(min_value=0, max_value=65535),
+       period=st.integers(min_value=2, max_value=4000),
+       noise=st.floats(min_value=0, max_value=40000),
+       max_out=st.integers(min_value=0, max_value=2),
+       seed=st.integers(min_value=0, max_value=1000))
+def test_square_waves_dc_and_clipping_never_crash_or_overrun(dc, amplitude, period, noise,
+                                                              max_out, seed):
+    t = np.arange(12000)
+    x = dc + amplitude * (((t // (period // 2 or 1)) % 2) - 0.5)
+    x = x + np.random.default_rng(seed).normal(0, noise, len(t)) if noise else x
+    _run_raw(np.clip(np.rint(x), -32768, 32767), max_out)
+
+
 @pytest.mark.parametrize("kind", ["silence", "dc", "fullscale_square", "clipped_noise", "alternating"])
 def test_pathological_signals(kind):
     n = 8000 * 3
