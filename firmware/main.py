@@ -14,6 +14,7 @@ import machine
 import micropython
 from shotline_fw import pins
 from shotline_fw.app import App
+from shotline_fw.cardregion import fat_region
 from shotline_fw.priv_install import install as install_privacy
 
 _RESET_CAUSES = {machine.PWRON_RESET: "power", machine.WDT_RESET: "wdt"}
@@ -46,7 +47,10 @@ class Hardware:
     def __init__(self):
         self.clock = time
         self.root = ""
-        self.sd_root = "/sd" if _mounted("/sd") else None
+        self.sd_card = None      # the raw card: the audio ring uses it from block 131072
+        self.sd_root = None      # its FAT part, mounted at /sd
+        self.sd_error = None
+        self.open_card()
         self.usb = Usb()
         self.led = machine.Pin(pins.LED, machine.Pin.OUT)
         self.wdt = None
@@ -58,6 +62,32 @@ class Hardware:
             self.convert_i2s = impulse.convert
         except ImportError:
             pass  # make_detector will fail and say so: safe mode
+
+    def open_card(self):
+        """Open the dedicated microSD card: FAT on its first 64 MiB at /sd, raw ring on the rest.
+
+        A card whose first 64 MiB hold no file system is formatted there (the
+        card belongs to the sensor).  Needs micropython-lib's ``sdcard`` driver
+        (``mpremote mip install sdcard``).  No card or no driver: flash only,
+        and the heartbeat says so.
+        """
+        import os
+        try:
+            import sdcard
+            spi = machine.SPI(pins.SD_SPI_ID, baudrate=10_000_000, sck=machine.Pin(pins.SD_SPI_SCK),
+                              mosi=machine.Pin(pins.SD_SPI_MOSI), miso=machine.Pin(pins.SD_SPI_MISO))
+            card = sdcard.SDCard(spi, machine.Pin(pins.SD_SPI_CS))
+        except Exception as exc:  # noqa: BLE001 -- no card or no driver
+            self.sd_error = "no SD card: %r" % (exc,)
+            return
+        fat = fat_region(card)
+        try:
+            os.mount(fat, "/sd")
+        except OSError:
+            os.VfsFat.mkfs(fat)
+            os.mount(fat, "/sd")
+        self.sd_card = card
+        self.sd_root = "/sd"
 
     def open_i2s(self, sample_rate_hz, block_samples):
         return machine.I2S(pins.I2S_ID, sck=machine.Pin(pins.I2S_SCK), ws=machine.Pin(pins.I2S_WS),
@@ -101,7 +131,7 @@ def _mounted(path):
 def run():
     hw = Hardware()
     app = App(hw)
-    install_privacy(app, getattr(hw, "sd_card", None))  # ring (needs a raw card), snippets, signed commands
+    install_privacy(app, hw.sd_card)  # 72-hour ring on the raw card, snippets, signed commands
     wdt_ms = app.cfg["wdt_timeout_ms"] if app.cfg else 8000
     hw.wdt = machine.WDT(timeout=wdt_ms)
     gc.collect()

@@ -31,9 +31,10 @@ except ImportError:  # CPython
 
 from shotline_fw import auth, wire
 from shotline_fw.audiobuf import AudioRing
+from shotline_fw.cardregion import FAT_BLOCKS
 from shotline_fw.snippets import SnippetRefused, SnippetService
 
-RING_FIRST_BLOCK = const(131072)      # 64 MiB reserved for a FAT partition
+RING_FIRST_BLOCK = FAT_BLOCKS          # the first 64 MiB hold the FAT file system
 CHUNKS_PER_BLOCK = const(1)           # snippet chunks sent per captured audio block
 KEYS_FILE = "keys.json"
 COUNTERS_FILE = "auth_counters.json"
