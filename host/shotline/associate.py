@@ -489,9 +489,13 @@ class Associator:
                                   max_range_m=self.max_range_m, min_count=self.min_sensors - 1,
                                   source_up_m=self._source_up(np.r_[i, others]), level_db=self._lvl[others])
         candidates = np.concatenate([[i], others, masked])
-        for source_m, _, resid in hypotheses:
-            in_range = np.linalg.norm(self._p[others] - source_m, axis=1) <= self.max_range_m
-            members = np.concatenate([[i], self._one_per_sensor(others[in_range], np.abs(resid[in_range]),
+        rest = np.concatenate([others, masked])
+        for source_m, t_emit_s, resid in hypotheses:
+            # masked triggers did not shape the hypothesis but may join it
+            resid = np.concatenate([resid, self._t[masked] - self._t[i] - t_emit_s
+                                    - np.linalg.norm(self._p[masked] - source_m, axis=1) / self.speed_m_s])
+            in_range = np.linalg.norm(self._p[rest] - source_m, axis=1) <= self.max_range_m
+            members = np.concatenate([[i], self._one_per_sensor(rest[in_range], np.abs(resid[in_range]),
                                                                 self.search_tolerance_s)])
             members = self._heard_in_order(source_m, members)   # cheap screen before locating
             if members is None or len(members) < self.min_sensors:
@@ -503,32 +507,23 @@ class Associator:
         return None
 
     def _echo_train(self, members):
-        """Is this set mostly echoes of a recent event's arrivals?
+        """Is this set a weak copy, a little later, of a much stronger recent event?
 
         Reverberation after a shot leaves trains of late triggers on the
         sensors that heard it, and a few of them can fit a point by chance.
-        A trigger counts as an echo of a recent event when it comes on one of
-        that event's sensors within ``reverb_s`` after the event's trigger
-        there and is at least ``echo_drop_db`` weaker (when both levels are
-        known; otherwise when the set has at most ``echo_ratio`` times the
-        event's sensors).  A set that is half echoes is refused.  A second
-        shot of a burst is as loud as the first and is kept.
+        A set with at most ``echo_ratio`` times a recent event's sensors,
+        half of whose triggers come on that event's sensors within
+        ``reverb_s`` after its triggers there, is refused.  (Echoes with a
+        level are mostly masked already, see :meth:`_masked`.)
         """
         n = len(members)
-        by_sensor = {int(k): (t, lvl) for k, t, lvl in
-                     zip(self._s[members], self._t[members], self._lvl[members])}
+        times = dict(zip(self._s[members].tolist(), self._t[members].tolist()))
         for event in reversed(self._recent):
-            weak_set = n <= self.echo_ratio * event.n_sensors
-            echoes = 0
-            for trig in event.triggers:
-                mine = by_sensor.get(self._sensor_ids[trig.sensor])
-                if mine is None or not 0.0 < mine[0] - trig.time_utc_s <= self.reverb_s:
-                    continue
-                if trig.level_db is not None and math.isfinite(mine[1]):
-                    echoes += mine[1] <= trig.level_db - self.echo_drop_db
-                else:
-                    echoes += weak_set
-            if 2 * echoes >= n:
+            if n > self.echo_ratio * event.n_sensors:
+                continue
+            later = sum(0.0 < times.get(self._sensor_ids[trig.sensor], -math.inf) - trig.time_utc_s
+                        <= self.reverb_s for trig in event.triggers)
+            if 2 * later >= n:
                 return True
         return False
 

@@ -1,0 +1,225 @@
+"""Association: bursts, simultaneous shooters, echoes, clock faults, stream order."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shotline.acoustics import speed_of_sound_m_s
+from shotline.associate import Associator, Trigger, associate
+from shotline.associate_synth import grid_sensors, make_scene, score
+
+T0 = 1_545_180_567.0
+TEMPERATURE_C = 10.0
+C = speed_of_sound_m_s(TEMPERATURE_C)
+
+# A ring of 8 rooftop sensors about 350 m around the origin, plus 4 farther out.
+SENSORS = {f"R{k}": (350 * math.cos(k * math.pi / 4) + 17 * k, 350 * math.sin(k * math.pi / 4) - 9 * k, 8.0 + k)
+           for k in range(8)}
+SENSORS.update({f"F{k}": (900 * math.cos(k * math.pi / 2 + 0.4), 900 * math.sin(k * math.pi / 2 + 0.4), 12.0)
+                for k in range(4)})
+
+
+def arrivals(source, t_emit, sensors=SENSORS, level_db=90.0, noise_s=0.0, rng=None, offset_s=None):
+    """Direct-path triggers from ``source`` at ``t_emit`` on ``sensors``."""
+    out = []
+    for name, pos in sensors.items():
+        d = math.dist(pos, source)
+        t = t_emit + d / C + (rng.normal(0.0, noise_s) if rng is not None else 0.0)
+        t += (offset_s or {}).get(name, 0.0)
+        out.append(Trigger(name, pos, t, snr_db=30.0, level_db=level_db - 20 * math.log10(max(d, 1.0) / 100)))
+    return out
+
+
+def options(**extra):
+    return {"temperature_c": TEMPERATURE_C, "tolerance_s": 0.003, "min_sensors": 5,
+            "max_range_m": 1200.0, "source_up_m": 0.0, "sensors": SENSORS, **extra}
+
+
+def horizontal_error(event, source):
+    return math.hypot(event.position_m[0] - source[0], event.position_m[1] - source[1])
+
+
+def test_one_shot_gives_one_located_event():
+    rng = np.random.default_rng(1)
+    source = (40.0, -60.0, 0.0)
+    result = associate(arrivals(source, T0, noise_s=100e-6, rng=rng), **options())
+    assert len(result.events) == 1
+    event = result.events[0]
+    assert event.n_sensors == len(SENSORS)
+    assert horizontal_error(event, source) < 1.0
+    assert abs(event.t_emit_s - T0) < 1e-3
+    assert event.status == "ok"
+    assert result.unexplained == ()
+
+
+def test_burst_of_three_shots_150_ms_apart_gives_three_events():
+    source = (-80.0, 120.0, 0.0)
+    triggers = [t for k in range(3) for t in arrivals(source, T0 + 0.15 * k)]
+    result = associate(triggers, **options())
+    assert len(result.events) == 3
+    assert [round(e.t_emit_s - T0, 3) for e in result.events] == [0.0, 0.15, 0.3]
+    for event in result.events:
+        assert event.n_sensors == len(SENSORS)
+        assert horizontal_error(event, source) < 0.5
+        # every trigger of an event comes from the same shot
+        k = round((event.t_emit_s - T0) / 0.15)
+        expected = {t.time_utc_s for t in arrivals(source, T0 + 0.15 * k)}
+        assert {t.time_utc_s for t in event.triggers} == expected
+
+
+def test_two_simultaneous_shooters_300_m_apart_are_not_mixed():
+    a, b = (-150.0, 0.0, 0.0), (150.0, 0.0, 0.0)
+    triggers = arrivals(a, T0) + arrivals(b, T0)
+    result = associate(triggers, **options())
+    assert len(result.events) == 2
+    for event in result.events:
+        near = a if horizontal_error(event, a) < horizontal_error(event, b) else b
+        assert horizontal_error(event, near) < 0.5
+        expected = {t.time_utc_s for t in arrivals(near, T0)}
+        assert {t.time_utc_s for t in event.triggers} <= expected
+        assert event.n_sensors >= len(SENSORS) - 2
+
+
+@pytest.mark.parametrize("with_levels", [True, False])
+def test_echo_storm_makes_no_phantom_events(with_levels):
+    rng = np.random.default_rng(7)
+    source = (60.0, 30.0, 0.0)
+    direct = arrivals(source, T0)
+    echoes = []
+    for trig in direct:               # five echoes per sensor, 20..600 ms late, 8..20 dB weaker
+        for delay in np.sort(rng.uniform(0.02, 0.6, 5)):
+            echoes.append(Trigger(trig.sensor, trig.position_m, trig.time_utc_s + delay,
+                                  level_db=trig.level_db - rng.uniform(8, 20) if with_levels else None))
+    if not with_levels:
+        direct = [Trigger(t.sensor, t.position_m, t.time_utc_s) for t in direct]
+    result = associate(direct + echoes, **options())
+    assert len(result.events) == 1
+    assert horizontal_error(result.events[0], source) < 0.5
+    assert {t.time_utc_s for t in result.events[0].triggers} == {t.time_utc_s for t in direct}
+    assert len(result.unexplained) == len(echoes)
+
+
+def test_clock_fault_is_outvoted_and_flagged():
+    assoc = Associator(**options())
+    events = []
+    for k, source in enumerate([(0.0, 0.0, 0.0), (100.0, -50.0, 0.0), (-120.0, 80.0, 0.0), (30.0, 160.0, 0.0)]):
+        triggers = arrivals(source, T0 + 5.0 * k, offset_s={"R2": 0.050})
+        events += assoc.push_many(triggers)
+    events += assoc.flush()
+    assert len(events) == 4
+    for event in events:
+        assert "R2" not in event.sensors
+        flagged = {t.sensor: r for t, r in event.outliers}
+        assert flagged["R2"] == pytest.approx(0.050, abs=0.002)
+    assert set(assoc.clock_suspects()) == {"R2"}
+    assert assoc.clock_suspects()["R2"] == pytest.approx(0.050, abs=0.002)
+
+
+def test_out_of_order_and_duplicate_triggers():
+    rng = np.random.default_rng(3)
+    sources = [(-100.0, 50.0, 0.0), (120.0, -40.0, 0.0)]
+    triggers = arrivals(sources[0], T0) + arrivals(sources[1], T0 + 0.4)
+    in_order = associate(triggers, **options())
+    shuffled = list(triggers) + list(triggers[:5])          # five duplicates
+    rng.shuffle(shuffled)
+    assoc = Associator(max_delay_s=2.0, **options())
+    latest = {}
+    for trig in shuffled:
+        for event in assoc.push(trig):
+            latest[event.event_id] = event
+    for event in assoc.flush():
+        latest[event.event_id] = event
+    got = sorted(latest.values(), key=lambda e: e.t_emit_s)
+    assert assoc.stats["duplicates"] == 5
+    assert [e.sensors for e in got] == [e.sensors for e in in_order.events]
+    assert np.allclose([e.position_m for e in got], [e.position_m for e in in_order.events], atol=1e-6)
+
+
+def test_late_trigger_revises_its_event():
+    source = (10.0, 20.0, 0.0)
+    triggers = sorted(arrivals(source, T0), key=lambda t: t.time_utc_s)
+    late = triggers.pop(3)
+    assoc = Associator(**options())
+    first = assoc.push_many(triggers) + assoc.advance(T0 + 20.0)
+    assert len(first) == 1 and late.sensor not in first[0].sensors
+    revised = assoc.push(late)
+    assert len(revised) == 1
+    assert revised[0].event_id == first[0].event_id and revised[0].revision == 1
+    assert late.sensor in revised[0].sensors
+    assert assoc.stats["late_attached"] == 1
+
+
+def test_decision_waits_for_the_neighbourhood_then_decides():
+    source = (0.0, 0.0, 0.0)
+    triggers = sorted(arrivals(source, T0), key=lambda t: t.time_utc_s)
+    assoc = Associator(**options())
+    assert assoc.push_many(triggers) == []                     # farthest sensors may still report
+    last = triggers[-1].time_utc_s
+    assert assoc.advance(last + 0.1) == []
+    decided = assoc.advance(last + 2 * 1200.0 / C + 0.1)     # past every anchor's physical wait
+    assert len(decided) == 1
+    assert decided[0].decided_s >= decided[0].deadline_s
+
+
+def test_trigger_and_associator_validation():
+    with pytest.raises(ValueError, match="position_m"):
+        Trigger("S", (0.0, float("nan"), 0.0), T0)
+    with pytest.raises(ValueError, match="sensor"):
+        Trigger("", (0.0, 0.0), T0)
+    with pytest.raises(ValueError, match="time_utc_s"):
+        Trigger("S", (0.0, 0.0), float("inf"))
+    assert Trigger("S", (1, 2), T0).position_m == (1.0, 2.0, 0.0)
+    with pytest.raises(ValueError, match="min_sensors"):
+        Associator(min_sensors=2)
+    with pytest.raises(TypeError):
+        Associator().push({"sensor": "S"})
+
+
+def test_event_to_dict_round_trips_through_json():
+    import json
+
+    from shotline.geo import LocalFrame
+
+    result = associate(arrivals((5.0, 5.0, 0.0), T0), **options())
+    d = result.events[0].to_dict(LocalFrame(40.44, -79.99, 250.0))
+    back = json.loads(json.dumps(d, allow_nan=False))
+    assert back["time_utc"].startswith("2018-12-19T00:49:27")
+    assert len(back["sensors"]) == len(SENSORS) and back["status"] == "ok"
+    assert back["position_llh"][0] == pytest.approx(40.44, abs=0.001)
+    assert set(back["ellipse95_m"]) == {"major", "minor", "azimuth_deg"}
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_permuting_input_within_the_decision_window_does_not_change_events(seed):
+    rng = np.random.default_rng(seed)
+    sources = [(rng.uniform(-250, 250), rng.uniform(-250, 250), 0.0) for _ in range(3)]
+    times = T0 + np.sort(rng.uniform(0.0, 0.6, 3))
+    triggers = [t for s, te in zip(sources, times) for t in arrivals(s, te, noise_s=1e-4, rng=rng)]
+    reference = associate(triggers, **options())
+    order = rng.permutation(len(triggers))
+    assoc = Associator(max_delay_s=5.0, **options())
+    events = {}
+    for k in order:
+        for event in assoc.push(triggers[k]):
+            events[event.event_id] = event
+    for event in assoc.flush():
+        events[event.event_id] = event
+    got = sorted(events.values(), key=lambda e: e.t_emit_s)
+    assert [set(e.sensors) for e in got] == [set(e.sensors) for e in reference.events]
+    assert np.allclose([e.position_m for e in got], [e.position_m for e in reference.events], atol=1e-6)
+    assert len(reference.events) == 3
+
+
+def test_small_surge_recall_and_false_events():
+    rng = np.random.default_rng(11)
+    sensors = grid_sensors(144, 3000.0, rng)       # same density as 1,500 over 100 km^2
+    scene = make_scene(sensors, n_impulses=45, duration_s=10.0, rng=rng)
+    result = associate(scene.triggers, temperature_c=scene.temperature_c, sensors=sensors,
+                       tolerance_s=0.002, min_sensors=5, max_range_m=800.0, source_up_m=0.0)
+    s = score(scene, result.events)
+    assert s.recall >= 0.95
+    assert s.false_rate <= 0.03
+    assert np.median(s.errors_m) < 1.0
