@@ -7,7 +7,7 @@
  */
 #include "impulse.h"
 
-#include <string.h> /* memset: the only library call besides compiler helpers */
+#include <string.h> /* memset; struct copies use memcpy: the only libc calls */
 
 #define PHASE_IDLE 0
 #define PHASE_PICK 1

@@ -14,18 +14,20 @@
  *   1. high-pass: two cascaded one-pole sections (DC and rumble removal) -> y
  *   2. envelope |y| (Q16); STA and LTA exponential averages (shift time constants)
  *   3. trigger when STA > ratio * max(LTA, echo mask) (or a single |y| >
- *      peak_ratio * that reference) and STA > floor, after
- *      warm-up, armed, and outside the hold-off of the previous trigger.  The
- *      LTA learns only from non-constant input (digital silence freezes it)
- *      and is frozen while a trigger is measured; the echo mask is the last
- *      trigger's STA peak decaying exponentially (reverberation, echoes).
+ *      peak_ratio * that reference) and STA > floor, after warm-up, armed,
+ *      and outside the hold-off of the previous trigger.  The LTA learns only
+ *      from non-constant input (digital silence freezes it) and is frozen
+ *      while a trigger is measured; the echo mask is the last trigger's STA
+ *      peak decaying exponentially (reverberation, echoes).
  *   4. onset pick, post_n samples after the trigger, on the pre-trigger ring:
  *      AIC change point of y^2, refined to the zero crossing at the start of
- *      the pulse with a sub-sample (Q16) fraction
+ *      the pulse with a sub-sample (Q16) fraction.
  *   5. features accumulated over measure_n samples from the trigger, then the
  *      trigger is emitted.  A pulse whose STA exceeds supersede * the current
- *      trigger's STA peak (a muzzle blast after a weaker precursor) closes
- *      the current trigger early and starts a new one despite the hold-off.  Conversion to dB / seconds is done by the binding.
+ *      trigger's STA peak at its onset pick (a muzzle blast after a weaker
+ *      precursor) closes the current trigger early and starts a new one
+ *      despite the hold-off.
+ * Conversion to dB and seconds is done by the bindings (detconfig.features).
  */
 #ifndef IMPULSE_H
 #define IMPULSE_H
@@ -95,7 +97,8 @@ typedef struct {
     int32_t noise_q16;        /* LTA at the trigger: mean |y| of the background, Q16 */
     int32_t sta_peak_q16;     /* max STA over the measure window, Q16 */
     int32_t sta_trigger_q16;  /* STA at the trigger sample, Q16 */
-    int32_t width_n;          /* samples with STA >= width_q8/256 * sta_peak */
+    int32_t width_n;          /* samples from the onset until the STA falls below
+                                 width_q8/256 * sta_peak after its peak */
     int32_t decay_n;          /* samples from STA peak until STA < decay_q8/256 * sta_peak */
     int32_t measure_n;        /* samples the band energies were summed over (measure_n
                                  of the config, fewer if closed early) */
