@@ -295,6 +295,8 @@ def test_wrong_dtypes_are_refused():
         det.process(np.zeros(100, dtype=np.float32))
     with pytest.raises(TypeError):
         det.process(np.zeros((100, 2), dtype=np.int16))
+    with pytest.raises(TypeError):
+        det.process([0, 1, 2])
     with pytest.raises(ValueError):
         det.process_raw(b"\x00\x01\x02")
 

@@ -117,7 +117,11 @@ class ImpulseDetector:
                 samples = np.ascontiguousarray(samples)
             buf = samples
         else:
-            mv = memoryview(samples).cast("B")
+            try:
+                mv = memoryview(samples).cast("B")
+            except TypeError:
+                raise TypeError("samples must be a 1-D int16 array or a buffer of int16, got %s"
+                                % type(samples).__name__) from None
             if len(mv) % 2:
                 raise ValueError("int16 buffer has an odd number of bytes")
             buf = np.frombuffer(mv, dtype=np.int16)
