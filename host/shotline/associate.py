@@ -285,7 +285,7 @@ class Associator:
             self._sensor_xyz = np.asarray(self._sensor_pos, dtype=float)
             self._tree = cKDTree(self._sensor_xyz)
             self._neighbours = {}
-            self._scratch = np.full(len(self._sensor_pos), np.inf)
+            self._scratch = np.full(len(self._sensor_pos), -np.inf)   # -inf: not a neighbour
         hood = self._neighbours.get(k)
         if hood is None:
             here = np.asarray(self._sensor_pos[k])
@@ -471,7 +471,7 @@ class Associator:
         scratch = self._scratch
         scratch[idx] = dist
         d = scratch[self._s[near]]
-        scratch[idx] = np.inf
+        scratch[idx] = -np.inf
         ok = np.abs(self._t[near] - t0) <= d / self.speed_m_s + self.tolerance_s
         return near[ok]
 
@@ -481,6 +481,9 @@ class Associator:
         k0 = self._s[i]
         others = window[(self._s[window] != k0) & np.isin(self._state[window], (_PENDING, _DEFERRED, _MASKED))]
         is_masked = np.array([self._state[j] == _MASKED or self._masked(j) for j in others], dtype=bool)
+        if is_masked.any():
+            settled = is_masked & (self._t[others] + self.max_delay_s <= self.now_s)
+            self._state[others[settled & (self._state[others] == _PENDING)]] = _MASKED
         masked, others = others[is_masked], others[~is_masked]
         if len(np.unique(self._s[others])) + 1 < self.min_sensors:
             return None

@@ -13,7 +13,9 @@ that contain the anchor):
    fixes a source on the plane through the anchor sensor's height and an
    emission time in closed form (up to two solutions; the location module's
    spherical-intersection solution).
-2. Score: the number of sensors with a candidate whose residual
+2. Score (first on the ``score_sensors`` sensors nearest the anchor, then
+   on every candidate for the best ``shortlist``): the number of sensors
+   with a candidate whose residual
    ``t_j - t_emit - |p_j - x| / c`` lies within ``tolerance_s``, one per
    sensor; ties go to the louder set (direct sound is louder than its
    echoes), then to the smaller sum of squared residuals.
@@ -40,8 +42,24 @@ def _pairs(rows, sensor_of, dist_to_anchor, near_sensors):
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
+def _score(P, t_emit, rel, dt, sensor_of, level, c_m_s, tolerance_s):
+    """Per hypothesis: sensors explained, their loudness sum, SSE; and all residuals (H, N)."""
+    d = np.sqrt(((rel[None, :, :] - P[:, None, :]) ** 2).sum(axis=2))
+    resid = dt[None, :] - t_emit[:, None] - d / c_m_s
+    absr = np.abs(resid)
+    order = np.argsort(sensor_of, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(sensor_of[order]) != 0])
+    best_per_sensor = np.minimum.reduceat(absr[:, order], starts, axis=1)
+    inside = best_per_sensor <= tolerance_s
+    sse = np.where(inside, best_per_sensor ** 2, 0.0).sum(axis=1)
+    loudest = np.maximum.reduceat(np.where(absr <= tolerance_s, level, -np.inf)[:, order], starts, axis=1)
+    loudness = np.where(np.isfinite(loudest), loudest, 0.0).sum(axis=1)
+    return inside.sum(axis=1), loudness, sse, resid
+
+
 def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, source_up_m,
-                 level_db=None, min_count=2, near_sensors=7, n_best=4, distinct_m=10.0):
+                 level_db=None, min_count=2, near_sensors=7, score_sensors=12, shortlist=24, n_best=4,
+                 distinct_m=10.0):
     """Best sources for an anchor and its candidates, best first.
 
     ``p0_m``: anchor sensor ``(3,)`` metres; ``dt_s``: ``(N,)`` candidate
@@ -77,18 +95,16 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
     P, t_emit = P[keep], t_emit[keep]
     if len(P) == 0:
         return []
-    d = np.linalg.norm(rel[None, :, :] - P[:, None, :], axis=2)          # (H, N)
-    resid = dt[None, :] - t_emit[:, None] - d / c_m_s
-    absr = np.abs(resid)
-    order = np.argsort(sensor_of, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(sensor_of[order]) != 0])
-    best_per_sensor = np.minimum.reduceat(absr[:, order], starts, axis=1)
-    inside = best_per_sensor <= tolerance_s
-    count = inside.sum(axis=1)
-    sse = np.where(inside, best_per_sensor ** 2, 0.0).sum(axis=1)
     level = np.zeros(len(dt)) if level_db is None else np.nan_to_num(np.asarray(level_db, float), nan=0.0)
-    loudest = np.maximum.reduceat(np.where(absr <= tolerance_s, level, -np.inf)[:, order], starts, axis=1)
-    loudness = np.where(np.isfinite(loudest), loudest, 0.0).sum(axis=1)
+    # First pass on the nearest sensors' candidates only, then every candidate for a shortlist.
+    labels, first = np.unique(sensor_of, return_index=True)
+    nearest = labels[np.argsort(dist[first], kind="stable")][:score_sensors]
+    near_rows = np.flatnonzero(np.isin(sensor_of, nearest))
+    count, loudness, sse, _ = _score(P, t_emit, rel[near_rows], dt[near_rows], sensor_of[near_rows],
+                                     level[near_rows], c_m_s, tolerance_s)
+    short = np.lexsort((sse, -loudness, -count))[:shortlist]
+    P, t_emit = P[short], t_emit[short]
+    count, loudness, sse, resid = _score(P, t_emit, rel, dt, sensor_of, level, c_m_s, tolerance_s)
     chosen = []
     for h in np.lexsort((sse, -loudness, -count)):
         if count[h] < min_count or len(chosen) == n_best:
