@@ -1,9 +1,12 @@
 """Labelled examples for the classifier, from real recordings and the simulator.
 
-Every example is the feature dict of one event, seen in one of two *views*:
+Every example is the feature dict of one event, seen in one of three *views*:
 
 - ``located``: the event as the pipeline sees it: triggers from several
-  sensors, located, all features available;
+  sensors, located, all features available, with its whole burst;
+- ``located_lone``: the same event without burst context (how the first
+  shot of a burst looks in real time, or an impulse whose neighbours were not
+  located); made only for events whose burst has more than one impulse;
 - ``single_sensor``: one sensor's trigger alone, with no location (the
   location features are missing).  The real confuser recordings exist only in
   this view (one microphone, unknown position and calibration), so every
@@ -18,9 +21,10 @@ Sources:
   assigned to shots with ShotSpotter's own per-shot pulse selection
   (``nlos-tuples.json``: a trigger within ``MATCH_S`` of a selected pulse at
   the same sensor); the shot is located with ``shotline.locate`` from our
-  trigger times (an ``ambiguous`` fix counts with its best solution).  Received levels are ShotSpotter's calibrated pulse peak
-  levels (``power_dB_SPL`` in ``allpulses.json``): the released audio has
-  unknown calibration.  Group: the firing position.
+  trigger times (an ``ambiguous`` fix counts with its best solution).
+  Received levels are ShotSpotter's calibrated pulse peak levels
+  (``power_dB_SPL`` in ``allpulses.json``): the released audio has unknown
+  calibration.  Group: the firing position.
 - Confusers (real, ``other_impulsive``): each file mixed to mono, resampled
   to ``REAL_RATE_HZ`` (the Pittsburgh rate), preceded by ``PREROLL_S`` of
   quiet noise so the detector has learnt the background before the first
@@ -57,7 +61,7 @@ class Example:
     label: str
     group: str
     source: str   # "pittsburgh", "confuser" or "simulated"
-    view: str     # "located" or "single_sensor"
+    view: str     # "located", "located_lone" or "single_sensor"
     detail: str = ""
 
     def to_dict(self):
@@ -112,22 +116,29 @@ def _trigger_dict(trigger, **extra):
     return d
 
 
-def located_and_single(reports_by_sensor, times_by_sensor, burst_times_s, located, rng,
-                       single_burst_times_s, temperature_c, relative_humidity_pct, **meta):
-    """The examples of one event: located (if it located) and one single-sensor view.
+def event_views(reports, burst_times_s, located, rng, single_burst_times_s,
+                temperature_c, relative_humidity_pct, **meta):
+    """The examples of one event, one per view (see the module docstring).
 
-    ``reports_by_sensor``: SensorReport per contributing sensor; ``located``:
-    the ``_locate`` result or None; ``single_burst_times_s``: per sensor, the
-    burst member times seen by that sensor alone; ``meta``: Example fields.
+    ``located`` (if it located), ``located_lone`` (the same with no burst
+    context, as the first shot of a burst is seen in real time; only when the
+    burst has more than one impulse) and ``single_sensor`` (one random sensor,
+    its own trigger rhythm, no location).  ``reports``: SensorReport per
+    contributing sensor; ``located``: the ``_locate`` result or None;
+    ``single_burst_times_s``: per sensor, the burst member times that sensor
+    saw; ``meta``: the other Example fields.
     """
     out = []
     if located is not None:
         pos, err, _ = located
-        f = cf.event_features(reports_by_sensor, pos, err, burst_times_s,
-                              temperature_c, relative_humidity_pct)
-        out.append(Example(f, view="located", **meta))
-    k = int(rng.integers(len(reports_by_sensor)))
-    f = cf.event_features([reports_by_sensor[k]], None, math.nan, single_burst_times_s[k],
+        out.append(Example(cf.event_features(reports, pos, err, burst_times_s, temperature_c,
+                                             relative_humidity_pct), view="located", **meta))
+        if len(burst_times_s) > 1:
+            out.append(Example(cf.event_features(reports, pos, err, (), temperature_c,
+                                                 relative_humidity_pct),
+                               view="located_lone", **meta))
+    k = int(rng.integers(len(reports)))
+    f = cf.event_features([reports[k]], None, math.nan, single_burst_times_s[k],
                           temperature_c, relative_humidity_pct)
     out.append(Example(f, view="single_sensor", **meta))
     return out
@@ -176,8 +187,8 @@ def pittsburgh_examples(tests, seed=0):
                 mine = min(all_times, key=lambda t: abs(t - times[sensors.index(s)]))
                 bursts = _single_sensor_bursts(all_times)
                 singles.append(bursts[all_times.index(mine)])
-            out += located_and_single(
-                reports, times, shot_times, located, rng, singles, test.temperature_c,
+            out += event_views(
+                reports, shot_times, located, rng, singles, test.temperature_c,
                 cf.DEFAULT_RELATIVE_HUMIDITY_PCT, label="gunshot",
                 group=f"pittsburgh/{test.firing_position}", source="pittsburgh",
                 detail=f"{test.name} {test.firearm}")
@@ -340,10 +351,10 @@ def scene_examples(doc, seed=0):
         events = [events[i] for i in sorted(keep)]
     out = []
     for e in events:
-        reports, times, located, single = e
-        out += located_and_single(reports, times, burst_of.get(id(e), ()), located, rng, single,
-                                  temp, rh, label=label, group=f"simulated/{doc['name']}",
-                                  source="simulated", detail=source["kind"])
+        reports, _, located, single = e
+        out += event_views(reports, burst_of.get(id(e), ()), located, rng, single, temp, rh,
+                           label=label, group=f"simulated/{doc['name']}", source="simulated",
+                           detail=source["kind"])
     return out
 
 

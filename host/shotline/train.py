@@ -351,7 +351,8 @@ def evaluation_report(examples, threshold=0.5):
 
     Every prediction comes from a model fitted without the example's split
     group (``split_groups``).  Subsets: ``located`` events (the pipeline's
-    case) and ``single_sensor`` views, real and simulated apart.
+    case, with their bursts), ``located_lone`` (no burst context) and
+    ``single_sensor`` views, real and simulated apart.
     """
     report = {"threshold": threshold, "classes": list(CLASSES)}
     real = [e for e in examples if e.source != "simulated"]
@@ -363,6 +364,8 @@ def evaluation_report(examples, threshold=0.5):
                                             threshold),
             "pittsburgh_located": _subset_scores(real, p, lambda e: e.view == "located",
                                                  threshold),
+            "pittsburgh_located_lone": _subset_scores(real, p, lambda e: e.view == "located_lone",
+                                                      threshold),
             "per_group": per_group(real, p, threshold),
         }
     sim = [e for e in examples if e.source == "simulated"]
@@ -379,6 +382,8 @@ def evaluation_report(examples, threshold=0.5):
                 examples, p, lambda e: e.view == "located" and e.source == "simulated", threshold),
             "pittsburgh_located": _subset_scores(
                 examples, p, lambda e: e.view == "located" and e.source == "pittsburgh", threshold),
+            "located_lone_all": _subset_scores(examples, p, lambda e: e.view == "located_lone",
+                                               threshold),
             "real_single_sensor": _subset_scores(
                 examples, p, lambda e: e.view == "single_sensor" and e.source != "simulated",
                 threshold),
