@@ -27,7 +27,8 @@ DEFAULTS = {
     "block_samples": 256,       # samples per I2S block (power of two)
     "ring_blocks": 8,           # captured blocks buffered between IRQ and main loop
     "i2s_shift": 16,            # int16 = (32-bit I2S word) >> i2s_shift; 8..16 (16: no gain)
-    "full_scale_db_spl": 120.0, # INMP441: -26 dBFS at 94 dB SPL
+    "full_scale_db_spl": 120.0, # RMS SPL of a full-scale sine (INMP441: -26 dBFS at 94 dB SPL);
+                                # int16 peak full scale is then 123.0 dB SPL peak
     "detector": {},             # overrides of detconfig.DEFAULTS
     "heartbeat_s": 10,
     "resend_s": 2,              # re-send un-acked triggers this often

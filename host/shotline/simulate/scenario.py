@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotline.timeutil import parse_utc
+from shotline_fw.config import DEFAULTS as _SENSOR_DEFAULTS
 
 from .sources import KINDS
 
@@ -70,7 +71,7 @@ class Propagation:
 
 @dataclass(frozen=True)
 class Microphone:
-    full_scale_db_spl: float = 120.0  # sine RMS level at 0 dBFS (INMP441: -26 dBFS at 94 dB)
+    full_scale_db_spl: float = _SENSOR_DEFAULTS["full_scale_db_spl"]  # sine RMS at 0 dBFS
     gain_spread_db: float = 1.0       # sensitivity spread between units (standard deviation)
     clock_error_s: float = 2e-6       # standard deviation of each sensor's time-stamp error
 
