@@ -279,7 +279,8 @@ def random_scene(index, seed=0):
     sensors = []
     for i, (e, n, u) in enumerate(sensors_enu):
         lat, lon = llh(e, n, u)
-        sensors.append({"id": f"S{i + 1:02d}", "lat_deg": lat, "lon_deg": lon, "height_m": float(u)})
+        sensors.append({"id": f"S{i + 1:02d}", "lat_deg": lat, "lon_deg": lon,
+                        "height_m": float(u)})
     lat, lon = llh(src[0], src[1], 1.5)
     source = {"id": "E1", "kind": kind, "t_s": 1.5, "lat_deg": lat, "lon_deg": lon,
               "height_m": 1.5, **_sim_source_params(kind, rng)}

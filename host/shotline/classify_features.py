@@ -133,8 +133,9 @@ def sensor_report(trigger, position_m=None):
     """A ``SensorReport`` from a trigger (``detect.Trigger`` or its dict).
 
     The level is ``level_db_spl`` when present, else ``peak_dbfs`` plus the
-    microphone's full-scale peak level (``FULL_SCALE_PEAK_DB_SPL``).  The sensor position comes from
-    ``position_m`` or the trigger's ``sensor_position_m``.
+    microphone's full-scale peak level (``FULL_SCALE_PEAK_DB_SPL``).  The
+    sensor position comes from ``position_m`` or the trigger's
+    ``sensor_position_m``.
     """
     level = _float(_get(trigger, "level_db_spl"))
     if math.isnan(level):
@@ -249,15 +250,18 @@ def event_features(reports, source_position_m=None, location_error_m=math.nan,
     if source_position_m is not None and located:
         src = np.asarray(source_position_m, dtype=float)
         if src.shape != (3,) or not np.all(np.isfinite(src)):
-            raise FeatureError(f"source position must be 3 finite metres, got {source_position_m!r}")
-        dist = np.linalg.norm(np.asarray([r.position_m for r in located], dtype=float) - src, axis=1)
+            raise FeatureError(
+                f"source position must be 3 finite metres, got {source_position_m!r}")
+        sensors = np.asarray([r.position_m for r in located], dtype=float)
+        dist = np.linalg.norm(sensors - src, axis=1)
         level, spread = robust_source_level_db(
             [r.level_db_spl for r in located], dist,
             temperature_c=temperature_c, relative_humidity_pct=relative_humidity_pct)
         f["source_level_db"] = level
         f["source_level_spread_db"] = spread
-        extra_db = (absorption_db_per_m(BAND_CENTRES_HZ["high"], temperature_c, relative_humidity_pct)
-                    - absorption_db_per_m(BAND_CENTRES_HZ["low"], temperature_c, relative_humidity_pct))
+        air = (temperature_c, relative_humidity_pct)
+        extra_db = (absorption_db_per_m(BAND_CENTRES_HZ["high"], *air)
+                    - absorption_db_per_m(BAND_CENTRES_HZ["low"], *air))
         f["spectral_tilt_at_source_db"] = _median(
             r.band_high_db - r.band_low_db + extra_db * d for r, d in zip(located, dist))
         f["log10_location_error_m"] = _log10(max(_float(location_error_m), 1.0)) \
@@ -268,7 +272,8 @@ def event_features(reports, source_position_m=None, location_error_m=math.nan,
     f["spectral_tilt_db"] = _median(r.band_high_db - r.band_low_db for r in reports)
     f["mid_minus_low_db"] = _median(r.band_mid_db - r.band_low_db for r in reports)
     f["n_sensors"] = float(len(reports))
-    n, interval, cv = burst_pattern(burst_times_s) if len(burst_times_s) else (1, math.nan, math.nan)
+    n, interval, cv = (burst_pattern(burst_times_s) if len(burst_times_s)
+                       else (1, math.nan, math.nan))
     f["log2_burst_n"] = math.log2(max(n, 1))
     f["log10_burst_interval_s"] = _log10_duration(interval)
     f["burst_interval_cv"] = cv

@@ -407,8 +407,8 @@ def _fmt(x, pct=False):
 def format_scores(name, s):
     if not s:
         return f"  {name}: no examples"
-    return (f"  {name}: n={s['n']} (gunshots {s['n_positive']})  precision {_fmt(s['precision'], 1)}"
-            f"  recall {_fmt(s['recall'], 1)}  false alerts/100 events "
+    return (f"  {name}: n={s['n']} (gunshots {s['n_positive']})"
+            f"  precision {_fmt(s['precision'], 1)}  recall {_fmt(s['recall'], 1)}  false alerts/100 events "
             f"{s['false_alerts_per_100']:.1f}  accuracy {_fmt(s['accuracy'], 1)}"
             f"  ECE {_fmt(s['ece'])}  Brier {_fmt(s['brier'])}\n"
             f"      confusion (rows true {'/'.join(CLASSES)}, cols predicted): {s['confusion']}")
