@@ -104,3 +104,19 @@ def test_real_confusers_give_features_without_location(shared_data):
     assert ex and all(e.label == "other_impulsive" for e in ex)
     assert all(math.isnan(e.features[n]) for e in ex for n in cf.LOCATION_FEATURES)
     assert all(math.isfinite(e.features["log10_rise_time_s"]) for e in ex)
+
+
+def test_classify_command_text_mode_names_class_probability_and_reasons(tmp_path, capsys):
+    src = tmp_path / "events.jsonl"
+    src.write_text(_event_line(42.0) + "\n")
+    assert main(["classify", str(src)]) == 0
+    line = capsys.readouterr().out.strip()
+    model = load_model()
+    assert line.startswith("42.0 ") and " p=" in line
+    assert any(f" {c} " in line for c in model["classes"])
+    assert any(f["name"] in line for f in model["features"])
+
+
+def test_classify_command_refuses_an_unreadable_input(tmp_path, capsys):
+    assert main(["classify", str(tmp_path / "absent.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -33,7 +33,7 @@ import numpy as np
 FORMAT = "shotline-classifier"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "data" / "classifier.json"
-Z_CLIP = 6.0
+Z_CLIP = 4.0
 
 
 class ModelError(Exception):
