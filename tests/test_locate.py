@@ -170,6 +170,22 @@ def test_pool_of_two_impulses_locates_the_larger_consistent_set():
     assert fix.used[:len(GRID)].all() and not fix.used[len(GRID):].any()
 
 
+def test_large_pool_uses_guided_sampling():
+    """12 sensors, each with 12 pulses over 10 s (one of them from the impulse):
+    far more minimal subsets than are tried; the guided sample still finds it."""
+    rng = np.random.default_rng(4)
+    sensors12 = np.c_[rng.uniform(0, 900, (12, 2)), rng.uniform(3, 30, 12)]
+    rows = np.repeat(sensors12, 12, axis=0)
+    ids = np.repeat(np.arange(12), 12)
+    t = rng.uniform(0.0, 10.0, len(rows))
+    direct = np.arange(12) * 12 + rng.integers(12, size=12)
+    t[direct] = arrivals(sensors12, SOURCE, 4.0)
+    fix = locate(rows, t, speed_of_sound_m_s=C, source_up_m=1.5, gate_s=1e-3, sensor_ids=ids)
+    assert fix.status == "ok"
+    np.testing.assert_allclose(fix.position_m, SOURCE, atol=1e-6)
+    assert set(np.flatnonzero(fix.used)) == set(direct)
+
+
 def test_speed_of_sound_from_temperature_and_estimated():
     from shotline.acoustics import speed_of_sound_m_s
 
@@ -288,6 +304,7 @@ def test_fix_is_frozen():
     lambda: locate(GRID, np.zeros(9), speed_of_sound_m_s=30.0),
     lambda: locate(GRID, np.zeros(9), sensor_ids=[1, 2]),
     lambda: locate_batch(GRID, np.zeros(9)),
+    lambda: locate_batch(GRID, np.zeros((1, 9)), robust="sometimes"),
     lambda: locate_llh(GRID[:, :2], np.zeros(9)),
 ])
 def test_bad_input_is_refused_with_a_clear_error(call):
