@@ -94,7 +94,7 @@ class Ellipse:
 _NAN_ELLIPSE = Ellipse(math.nan, math.nan, math.nan)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not fixes
 class Fix:
     """Where an impulse came from, when, how sure, and which arrivals were used.
 
@@ -867,7 +867,7 @@ def _with_llh(fix, frame):
 # Batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchFix:
     """Fixes for B events at once (arrays over events; per-arrival arrays (B, N)).
 
