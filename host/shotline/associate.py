@@ -197,7 +197,8 @@ class Associator:
     known sensors nearest a fix that must take part in its event (a chance
     fit of unrelated triggers is heard by far sensors only); ``echo_ratio``,
     ``echo_drop_db`` and ``reverb_s`` reject sets made of the echo trains of
-    a recent event (see :meth:`_echo_train`); ``source_up_m``
+    a recent event (see :meth:`_echo_train`); ``max_ellipse_m`` refuses
+    events whose 95 % error ellipse is larger (None: no limit); ``source_up_m``
     the height of the ground where shots are fired, in the sensors' frame
     (None: the median height of the sensors involved);
     ``locate_options`` go to :func:`shotline.locate.locate`.
@@ -209,7 +210,7 @@ class Associator:
 
     def __init__(self, *, temperature_c=15.0, tolerance_s=0.02, max_range_m=1000.0,
                  min_sensors=4, max_delay_s=0.0, late_window_s=30.0, outlier_window_s=0.25,
-                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=6.0, reverb_s=1.0, source_up_m=None,
+                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=6.0, max_ellipse_m=None, reverb_s=1.0, source_up_m=None,
                  locate_options=None, sensors=None):
         if not min_sensors >= 3:
             raise ValueError("min_sensors must be at least 3 (a 2-D fix has 3 unknowns)")
@@ -231,6 +232,7 @@ class Associator:
         self.nearest_fraction = float(nearest_fraction)
         self.source_up_m = None if source_up_m is None else float(source_up_m)
         self.echo_ratio = float(echo_ratio)
+        self.max_ellipse_m = None if max_ellipse_m is None else float(max_ellipse_m)
         self.echo_drop_db = float(echo_drop_db)
         self.reverb_s = float(reverb_s)
         self.locate_options = dict(locate_options or {})
@@ -506,10 +508,16 @@ class Associator:
             if members is None or len(members) < self.min_sensors:
                 continue
             fix, members = self._settle(members, candidates)
-            if fix is not None and not self._echo_train(members):
+            if fix is not None and self._precise(fix) and not self._echo_train(members):
                 self._state[members] = _IN_EVENT
                 return self._make_event(fix, members, window, deadline)
         return None
+
+    def _precise(self, fix):
+        """Is the fix good to ``max_ellipse_m`` (95 % major semi-axis)?  A chance fit
+        of unrelated triggers leaves large residuals, hence a large ellipse."""
+        major = fix.ellipse95_m.major_m
+        return self.max_ellipse_m is None or (math.isfinite(major) and major <= self.max_ellipse_m)
 
     def _echo_train(self, members):
         """Is this set a weak copy, a little later, of a much stronger recent event?
