@@ -406,3 +406,31 @@ def test_shifting_all_times_shifts_only_the_emission_time(scene, shift_s):
     # Absolute POSIX times resolve 0.24 us (0.08 m of range).
     np.testing.assert_allclose(moved.position_m, base.position_m, atol=0.2)
     assert moved.t_emit_s - shift_s == pytest.approx(base.t_emit_s, abs=2e-6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 9), st.sampled_from(["2d", "2.5d", "3d"]), st.integers(0, 2 ** 31),
+       st.booleans(), st.booleans())
+def test_any_geometry_gives_a_fix_or_a_clear_error(n, mode, seed, repeat_sensor, with_nan):
+    """Random, repeated, collinear or missing input never crashes: a Fix with a
+    known status and strict-JSON output, or a ValueError."""
+    rng = np.random.default_rng(seed)
+    sensors = np.round(rng.uniform(-500, 500, (n, 3)), int(rng.integers(0, 3)))
+    if repeat_sensor and n > 1:
+        sensors[-1] = sensors[0]
+    if rng.random() < 0.2:
+        sensors[:, 1] = 2.0 * sensors[:, 0]  # collinear
+    t = rng.uniform(0, 3, n)
+    if with_nan and n:
+        t[rng.integers(n)] = np.nan
+    try:
+        fix = locate(sensors if mode != "2d" else sensors[:, :2], t, mode=mode,
+                     timing_sigma_s=float(rng.choice([1e-4, 1e-3])))
+    except ValueError:
+        assert n == 0
+        return
+    assert fix.status in ("ok", "ambiguous", "degenerate", "insufficient")
+    assert len(fix.used) == n and len(fix.reasons) == n
+    json.dumps(fix.to_dict(), allow_nan=False)
+    if fix.status in ("ok", "ambiguous"):
+        assert np.all(np.isfinite(fix.position_m)) and fix.used.sum() >= (4 if mode == "3d" else 3)
