@@ -22,12 +22,12 @@ def add_association_arguments(parser):
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--temperature-c", type=float, default=None,
                         help="air temperature for the speed of sound (default 15 °C)")
-    parser.add_argument("--tolerance-s", type=float, default=0.02,
-                        help="largest arrival residual of an event member (default 0.02 s)")
-    parser.add_argument("--max-range-m", type=float, default=1000.0,
+    parser.add_argument("--tolerance-s", type=float, default=None,
+                        help="largest arrival residual of an event member (default 0.02 s; process: 0.03 s)")
+    parser.add_argument("--max-range-m", type=float, default=None,
                         help="farthest a sensor hears a shot (default 1000 m)")
-    parser.add_argument("--min-sensors", type=int, default=4,
-                        help="fewest sensors for an event (default 4)")
+    parser.add_argument("--min-sensors", type=int, default=None,
+                        help="fewest sensors for an event (default 4; process: 5, or 4 with 4 recordings)")
     parser.add_argument("--source-up-m", type=float, default=None,
                         help="height of the ground shots are fired from, in the sensors' frame "
                              "(default: the median height of the sensors involved)")
@@ -43,10 +43,12 @@ def add_arguments(parser):
 
 
 def association_options(args, temperature_c=None):
+    """Associator options from the command line; unset ones keep the library defaults."""
     t = args.temperature_c if args.temperature_c is not None else temperature_c
-    return {"temperature_c": 15.0 if t is None else t, "tolerance_s": args.tolerance_s,
-            "max_range_m": args.max_range_m, "min_sensors": args.min_sensors,
-            "source_up_m": args.source_up_m}
+    options = {"temperature_c": 15.0 if t is None else t, "tolerance_s": args.tolerance_s,
+               "max_range_m": args.max_range_m, "min_sensors": args.min_sensors,
+               "source_up_m": args.source_up_m}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 class Positions:
