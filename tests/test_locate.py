@@ -434,3 +434,18 @@ def test_any_geometry_gives_a_fix_or_a_clear_error(n, mode, seed, repeat_sensor,
     json.dumps(fix.to_dict(), allow_nan=False)
     if fix.status in ("ok", "ambiguous"):
         assert np.all(np.isfinite(fix.position_m)) and fix.used.sum() >= (4 if mode == "3d" else 3)
+
+
+def test_package_level_locate_is_the_solver():
+    """The issue's API: ``shotline.locate(sensors_m, arrival_times_s, ...) -> Fix``."""
+    import shotline
+    from shotline.locate import Fix
+
+    sensors = np.array([[0.0, 0.0, 0.0], [400.0, 0.0, 0.0], [0.0, 400.0, 0.0], [400.0, 400.0, 0.0]])
+    source = np.array([130.0, 250.0, 0.0])
+    c = 340.0
+    times = 5.0 + np.linalg.norm(sensors - source, axis=1) / c
+    fix = shotline.locate(sensors, times, speed_of_sound_m_s=c, mode="2d")
+    assert isinstance(fix, Fix) and fix.status == "ok"
+    np.testing.assert_allclose(fix.position_m[:2], source[:2], atol=1e-3)
+    assert abs(fix.t_emit_s - 5.0) < 1e-6

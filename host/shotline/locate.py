@@ -49,6 +49,8 @@ al. (2020), ShotSpotter Tech Note 098, arXiv:2108.07377.
 """
 import itertools
 import math
+import sys
+import types
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 
@@ -1023,3 +1025,17 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
                     timing_sigma_s=sigma,
                     timing_sigma_source="given" if timing_sigma_s is not None else "residuals", gdop=gdop,
                     speed_of_sound_m_s=c, mode=mode, _fixes=tuple(fixes) if len(slow) else None)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``shotline.locate(sensors_m, arrival_times_s, ...)`` call :func:`locate`.
+
+    The module and its main function share a name; making the module callable
+    keeps both ``shotline.locate(...)`` and ``from shotline.locate import locate``.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return locate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
