@@ -525,7 +525,7 @@ class Associator:
         Reverberation after a shot leaves trains of late triggers on the
         sensors that heard it, and a few of them can fit a point by chance.
         A set with at most ``echo_ratio`` times a recent event's sensors,
-        half of whose triggers come on that event's sensors within
+        all of whose triggers but one come on that event's sensors within
         ``reverb_s`` after its triggers there, is refused.  (Echoes with a
         level are mostly masked already, see :meth:`_masked`.)
         """
@@ -536,7 +536,7 @@ class Associator:
                 continue
             later = sum(0.0 < times.get(self._sensor_ids[trig.sensor], -math.inf) - trig.time_utc_s
                         <= self.reverb_s for trig in event.triggers)
-            if 2 * later >= n:
+            if later >= max(n - 1, 1):
                 return True
         return False
 
