@@ -190,6 +190,8 @@ def test_events_keep_flowing_as_unknown_when_the_model_is_broken(tmp_path, monke
 
 def test_shipped_model_loads_and_classifies():
     model = load_model()
+    assert [f["name"] for f in model["features"]] == list(cf.FEATURE_NAMES)  # retrain if not
+    assert model["classes"] == list(train.CLASSES)
     result = classify_event(_event(), model)
     assert result.class_ in model["classes"]
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
