@@ -288,3 +288,19 @@ def test_out_of_group_predictions_never_train_on_the_scored_group(monkeypatch):
     for fold, trained_on in zip(folds, seen):
         scored = {e.group for e, s in zip(ex, split) if s == fold}
         assert scored and not scored & trained_on
+
+
+def test_feature_cache_is_reused_and_stale_entries_dropped(tmp_path):
+    ex = synthetic_examples(3)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return ex
+
+    (tmp_path / "synthetic-0000000000000000-deadbeef.json").write_text("{}")  # older code's
+    first = train._cached(tmp_path, "synthetic", {"n": 3}, compute)
+    again = train._cached(tmp_path, "synthetic", {"n": 3}, compute)
+    assert len(calls) == 1 and [e.to_dict() for e in again] == [e.to_dict() for e in first]
+    assert [p.name.split("-")[1] for p in tmp_path.glob("synthetic-*.json")] == \
+        [train._code_fingerprint()]

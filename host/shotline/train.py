@@ -263,7 +263,8 @@ def _cached(cache_dir, name, params, compute):
     import hashlib
 
     digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:8]
-    key = f"{name}-{_code_fingerprint()}-{digest}"
+    fingerprint = _code_fingerprint()
+    key = f"{name}-{fingerprint}-{digest}"
     path = Path(cache_dir) / f"{key}.json"
     if path.exists():
         try:
@@ -277,6 +278,9 @@ def _cached(cache_dir, name, params, compute):
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"params": params, "examples": [e.to_dict() for e in examples]}))
     tmp.replace(path)
+    for stale in path.parent.glob(f"{name}-*.json"):  # made by older code: never read again
+        if not stale.name.startswith(f"{name}-{fingerprint}-"):
+            stale.unlink(missing_ok=True)
     return examples
 
 
