@@ -54,7 +54,7 @@ def run(args):
         raise CommandError(f"training needs at least two classes; found {sorted(labels) or 'none'} "
                            "(is the data folder there?)")
     description = (f"real={'no' if args.no_real else 'yes'} sim_scenes={args.sim_scenes} "
-                   f"seed={args.seed}")
+                   f"seed={args.seed} feature_code={train._code_fingerprint()}")
     model = save_model(train.fit(examples, description=description), args.out)
     summary = {"out": str(args.out), "model_version": model["model_version"],
                "temperature": model["temperature"], **model["training"]}
