@@ -129,6 +129,28 @@ def eval_audio(tests):
     print(f"  events {n_events} for {len(rows)} rounds fired; unmatched events {extra}; "
           f"{seconds:.1f} s for detection + association")
     summarise("  fired shots located (horizontal error vs survey):", rows)
+    # References on the same sensors: ShotSpotter's pulses instead of our detector, and
+    # ShotSpotter's own per-shot selection (the association oracle) located directly.
+    within, oracle, shots = 0, 0, 0
+    for test in tests:
+        audio = {r.sensor for r in test.recordings}
+        triggers = [Trigger(p.sensor, p.position_m, p.arrival_utc_s, level_db=p.level_db_spl)
+                    for p in test.pulses if p.sensor in audio]
+        result = associate(triggers, temperature_c=test.temperature_c, min_sensors=4, tolerance_s=0.03,
+                           max_ellipse_m=20.0, max_range_m=1500.0,
+                           sensors={r.sensor: r.position_m for r in test.recordings})
+        matched, _ = match(list(result.events), shot_references(test), test.rounds)
+        within += sum(e is not None and horizontal_error_m(e, test) <= 15 for e in matched)
+        by_uuid = test.pulse_by_uuid()
+        for shot in test.shots:
+            pulses = [by_uuid[u] for u in shot if u in by_uuid and by_uuid[u].sensor in audio]
+            if len(pulses) >= 4:
+                fix = locate(np.array([p.position_m for p in pulses]), np.array([p.arrival_utc_s for p in pulses]),
+                             temperature_c=test.temperature_c, gate_s=0.04)
+                oracle += bool(np.hypot(*(fix.position_m[:2] - np.asarray(test.survey_m[:2]))) <= 15)
+        shots += test.rounds
+    print(f"  same sensors, ShotSpotter's pulses associated here: {within / shots:.1%} of shots within 15 m; "
+          f"ShotSpotter's own selection on them (>= 4 pulses) located: {oracle / shots:.1%}")
 
 
 def eval_surge(duration_s):
