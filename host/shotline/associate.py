@@ -6,7 +6,7 @@ which triggers share one source: at most one trigger per sensor per event,
 each event located with :func:`shotline.locate.locate`.  Triggers that fit no
 event (echoes, noise, a sensor whose clock is off) are kept as *unexplained*.
 
-Algorithm, per decision:
+Algorithm (details in ``docs/association.md``):
 
 1. Physics prunes: triggers ``i, j`` can share a source only if
    ``|t_i - t_j| <= d_ij / c + tolerance_s``.  Sensors are indexed with a
@@ -16,22 +16,26 @@ Algorithm, per decision:
 2. Waiting: a trigger on sensor ``s`` at ``t`` becomes an *anchor* once the
    stream clock passes ``t + wait_s[s]``, ``wait_s = (farthest neighbour) / c
    + tolerance_s + max_delay_s``: by then every direct arrival that could
-   share its source has been reported.  Anchors are taken earliest first.
-3. The anchor's candidates go to :func:`shotline.associate_search.best_source`
-   (coarse-to-fine search of trial sources), which picks the largest mutually
-   consistent set, one trigger per sensor, containing the anchor.
-4. The set is located; triggers are re-selected against the fix (residual
-   within ``tolerance_s``, the closest per sensor) and relocated until stable.
-   With ``min_sensors`` or more the event is emitted and its triggers removed;
-   otherwise the anchor alone becomes unexplained.  Echoes arrive after their
-   direct path, whose event has already taken the sensor's slot, so they end
-   unexplained instead of making phantom events.
-5. Triggers near an event that miss it by more than ``tolerance_s`` but less
+   share its source has been reported.  Anchors are taken in deadline order.
+3. Echo masking: a trigger much weaker than one just before it on the same
+   sensor neither anchors nor shapes a hypothesis (:meth:`Associator._masked`).
+4. The anchor's candidates go to :func:`shotline.associate_search.best_sources`
+   (consensus over minimal sets containing the anchor), which proposes the
+   largest mutually consistent sets, one trigger per sensor.
+5. Each proposed set is located; triggers are re-selected against the fix
+   (residual within ``tolerance_s``) and relocated until stable, then checked
+   for plausibility (the sensors nearest the fix took part; not an echo
+   train of a stronger recent event).  The first set that holds becomes an
+   event and its triggers leave the pool; an anchor with none is deferred
+   (it may still join an event anchored elsewhere) and finally unexplained.
+   Echoes arrive after their direct path, whose event has already taken the
+   sensor's slot, so they end unexplained instead of making phantom events.
+6. Triggers near an event that miss it by more than ``tolerance_s`` but less
    than ``outlier_window_s`` are listed as the event's ``outliers`` (an early
    one is physically impossible for a direct path: a clock fault);
    :meth:`Associator.clock_suspects` names sensors whose outlier residuals
    keep agreeing.
-6. A trigger reported after its own decision time is *late*: it is added to
+7. A trigger reported after its own decision time is *late*: it is added to
    a recent event it fits (the event is re-emitted with ``revision + 1``),
    otherwise it is decided on its own as usual.
 
@@ -54,6 +58,7 @@ from scipy.spatial import cKDTree
 
 from shotline.acoustics import speed_of_sound_m_s
 from shotline.associate_search import best_sources
+from shotline.locate import locate
 from shotline.timeutil import format_utc
 
 # Trigger states.  A failed anchor is *deferred*: it may still join an event
@@ -156,13 +161,12 @@ class Event:
 
     def to_dict(self, frame=None):
         """JSON-ready dict; with a :class:`shotline.geo.LocalFrame`, adds ``position_llh``."""
-        fix = self.fix.to_dict()
         d = {"event_id": self.event_id, "revision": self.revision,
              "time_utc": format_utc(self.t_emit_s), "position_m": [round(v, 3) for v in self.position_m]}
         if frame is not None:
             lat, lon, alt = frame.to_llh(self.position_m).tolist()
             d["position_llh"] = [round(lat, 8), round(lon, 8), round(alt, 2)]
-        d["ellipse95_m"] = fix.get("ellipse95_m")
+        d["ellipse95_m"] = self.fix.ellipse95_m.to_dict()
         d["status"] = self.status
         d["sensors"] = [{"sensor": t.sensor, "time_utc": format_utc(t.time_utc_s),
                          "residual_s": round(r, 6),
@@ -557,8 +561,6 @@ class Associator:
         return idx[first]
 
     def _locate(self, members):
-        from shotline.locate import locate
-
         return locate(self._p[members], self._t[members], **self._locate_kwargs())
 
     def _locate_kwargs(self):
@@ -646,8 +648,6 @@ class Associator:
             if abs(trigger.time_utc_s - pred) > self.tolerance_s:
                 continue
             triggers = event.triggers + (trigger,)
-            from shotline.locate import locate
-
             fix = locate(np.array([t.position_m for t in triggers]),
                          np.array([t.time_utc_s for t in triggers]), **self._locate_kwargs())
             if fix.status not in ("ok", "ambiguous"):
