@@ -304,3 +304,22 @@ def test_feature_cache_is_reused_and_stale_entries_dropped(tmp_path):
     assert len(calls) == 1 and [e.to_dict() for e in again] == [e.to_dict() for e in first]
     assert [p.name.split("-")[1] for p in tmp_path.glob("synthetic-*.json")] == \
         [train._code_fingerprint()]
+
+
+def test_priors_reweight_by_bayes_rule(fitted):
+    from shotline.classify import with_priors
+    from shotline.classify_model import feature_vector
+
+    f = dict.fromkeys(cf.FEATURE_NAMES, math.nan)
+    f.update(source_level_db=140.0, log10_rise_time_s=-3.4, n_sensors=5.0, log2_burst_n=1.0)
+    p = predict_proba(fitted, feature_vector(fitted, f)[None, :])[0]
+    priors = {"gunshot": 0.02, "firework": 0.49, "other_impulsive": 0.49}
+    q = with_priors(p, fitted["classes"], priors)
+    assert (q[0] / q[1]) / (p[0] / p[1]) == pytest.approx(0.02 / 0.49)
+    assert q.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(with_priors(p, fitted["classes"], {c: 5.0 for c in train.CLASSES}),
+                               p)
+    rare = classify_feature_dict(f, fitted, priors=priors)
+    assert list(rare.probabilities.values()) == pytest.approx(q.tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        with_priors([0.5, 0.5], ["a", "b"], {"a": -1})

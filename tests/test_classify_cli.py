@@ -120,3 +120,16 @@ def test_classify_command_text_mode_names_class_probability_and_reasons(tmp_path
 def test_classify_command_refuses_an_unreadable_input(tmp_path, capsys):
     assert main(["classify", str(tmp_path / "absent.jsonl")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_classify_command_priors_lower_the_gunshot_probability(tmp_path, capsys):
+    src = tmp_path / "events.jsonl"
+    src.write_text(_event_line(42.0) + "\n")
+    assert main(["classify", "--json", str(src)]) == 0
+    equal = json.loads(capsys.readouterr().out)["classification"]["probabilities"]
+    assert main(["classify", "--json", "--prior", "gunshot=0.01", "--prior", "firework=0.5",
+                 "--prior", "other_impulsive=0.49", str(src)]) == 0
+    rare = json.loads(capsys.readouterr().out)["classification"]["probabilities"]
+    assert rare["gunshot"] < equal["gunshot"]
+    assert main(["classify", "--prior", "dragon=0.5", str(src)]) == 2
+    assert "unknown class" in capsys.readouterr().err

@@ -172,10 +172,26 @@ def features_of(event, burst_times_s=()):
     )
 
 
-def classify_feature_dict(features, model):
-    """``Classification`` from a feature dict and a loaded model."""
+def with_priors(probabilities, classes, priors):
+    """Re-weight equal-prior probabilities to other class priors (Bayes' rule).
+
+    The model is fitted with class-balanced weights, so its probabilities
+    assume equal priors; ``priors`` (class -> prior share, any positive
+    scale, missing classes 1/n) gives ``p_k pi_k / sum_j p_j pi_j``.
+    """
+    pi = np.array([float(priors.get(c, 1.0 / len(classes))) for c in classes])
+    if not np.all(np.isfinite(pi)) or np.any(pi <= 0):
+        raise ValueError(f"priors must be positive numbers, got {priors!r}")
+    q = np.asarray(probabilities, dtype=float) * pi
+    return q / q.sum(axis=-1, keepdims=True)
+
+
+def classify_feature_dict(features, model, priors=None):
+    """``Classification`` from a feature dict and a loaded model (see ``with_priors``)."""
     x = feature_vector(model, features)
     p = predict_proba(model, x[None, :])[0]
+    if priors:
+        p = with_priors(p, model["classes"], priors)
     k = int(np.argmax(p))
     contrib = contributions(model, x, k)
     order = np.argsort(-np.abs(contrib), kind="stable")[:N_REASONS]
@@ -196,14 +212,15 @@ def default_model():
     return _DEFAULT["model"]
 
 
-def classify_event(event_like, model=None, burst_times_s=()):
+def classify_event(event_like, model=None, burst_times_s=(), priors=None):
     """Classify one located event (raises ``ModelError`` if no model is usable).
 
     ``burst_times_s``: times of every impulse in this event's burst, itself
     included (``classify_events`` finds them); empty = a lone impulse.
+    ``priors``: class -> prior share for the deployment (default: equal).
     """
     model = default_model() if model is None else model
-    return classify_feature_dict(features_of(event_like, burst_times_s), model)
+    return classify_feature_dict(features_of(event_like, burst_times_s), model, priors)
 
 
 def _or(read, event, default):
@@ -214,7 +231,7 @@ def _or(read, event, default):
         return default
 
 
-def classify_events(events, model=None):
+def classify_events(events, model=None, priors=None):
     """Classify a batch, grouping impulses from the same place into bursts.
 
     Never raises for a bad model or a bad event: those get class ``unknown``
@@ -237,7 +254,7 @@ def classify_events(events, model=None):
     out = []
     for event, label in zip(events, labels):
         try:
-            out.append(classify_event(event, model, members.get(label, ())))
+            out.append(classify_event(event, model, members.get(label, ()), priors))
         except (ValueError, TypeError, AttributeError) as exc:  # FeatureError is a ValueError
             out.append(Classification.unknown(f"bad event: {exc}"))
     return out

@@ -10,6 +10,9 @@ def add_arguments(parser):
                         help="JSON lines of events (default: stdin); see docs/classification.md")
     parser.add_argument("--model", default=None,
                         help="model file (default: the shipped host/shotline/data/classifier.json)")
+    parser.add_argument("--prior", action="append", default=[], metavar="CLASS=SHARE",
+                        help="prior share of a class where deployed (repeatable; default: "
+                             "equal priors, as trained), e.g. --prior gunshot=0.05")
     parser.add_argument("--json", action="store_true",
                         help="JSON lines out: each event with a 'classification' object")
 
@@ -31,9 +34,23 @@ def _read(stream):
     return events, bad
 
 
+def _priors(items):
+    priors = {}
+    for item in items:
+        name, _, share = item.partition("=")
+        try:
+            priors[name.strip()] = float(share)
+        except ValueError:
+            raise CommandError(f"--prior wants CLASS=SHARE, got {item!r}") from None
+        if not priors[name.strip()] > 0:
+            raise CommandError(f"--prior share must be > 0, got {item!r}")
+    return priors
+
+
 def run(args):
     from shotline.classify import Classification, ModelError, classify_events, load_model
 
+    priors = _priors(args.prior)
     try:
         stream = sys.stdin if args.input == "-" else open(args.input)
     except OSError as exc:
@@ -43,7 +60,11 @@ def run(args):
     model_failed = False
     try:
         model = load_model(args.model)
-        results = classify_events(events, model)
+        unknown = set(priors) - set(model["classes"])
+        if unknown:
+            raise CommandError(f"--prior: unknown class(es) {sorted(unknown)}; "
+                               f"the model's classes are {model['classes']}")
+        results = classify_events(events, model, priors)
     except ModelError as exc:
         warn(f"{exc}; every event is classified 'unknown'")
         model_failed = True
