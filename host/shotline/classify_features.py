@@ -28,23 +28,23 @@ the location makes possible:
 Features that need a location or a burst are NaN when it is absent; the model
 has a missing indicator for each of them.
 
-Microphone calibration: the INMP441 gives -26 dBFS at 94 dB SPL (InvenSense
-INMP441 data sheet, rev 1.1, "Sensitivity"; a 1 kHz sine, dBFS as RMS re a
-full-scale sine), so a full-scale sine is 120 dB SPL RMS and a full-scale
-*peak* (32768 counts) is 120 + 3.01 = 123.01 dB SPL peak.  A trigger's
-``peak_dbfs`` (peak re 32768) becomes ``peak_dbfs + FULL_SCALE_PEAK_DB_SPL``; a trigger
-that already carries ``level_db_spl`` (calibrated elsewhere, e.g. ShotSpotter's
-own pulse levels) is used as it is.
+Microphone calibration: the INMP441 gives -26 dBFS at 94 dB SPL (data
+sheet, 1 kHz sine, dBFS as RMS re a full-scale sine), so a full-scale sine
+is 120 dB SPL RMS: the firmware's ``full_scale_db_spl`` default
+(``shotline_fw.config``, see ``hardware/README.md``), read from there.  A
+full-scale *peak* (32768 counts) is then 120 + 3.01 = 123.01 dB SPL peak, and
+a trigger's ``peak_dbfs`` (peak re 32768) becomes ``peak_dbfs +
+FULL_SCALE_PEAK_DB_SPL``.  A trigger that already carries ``level_db_spl``
+(calibrated elsewhere, e.g. ShotSpotter's own pulse levels) is used as it is.
 """
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from shotline_fw.config import DEFAULTS as _SENSOR_DEFAULTS
 
-# INMP441: -26 dBFS at 94 dB SPL  ->  full-scale sine = 120 dB SPL RMS, full-scale peak 123 dB.
-MIC_SENSITIVITY_DBFS = -26.0
-MIC_REFERENCE_DB_SPL = 94.0
-FULL_SCALE_DB_SPL = MIC_REFERENCE_DB_SPL - MIC_SENSITIVITY_DBFS
+# RMS SPL of a full-scale sine (INMP441: -26 dBFS at 94 dB SPL -> 120 dB SPL).
+FULL_SCALE_DB_SPL = float(_SENSOR_DEFAULTS["full_scale_db_spl"])
 FULL_SCALE_PEAK_DB_SPL = FULL_SCALE_DB_SPL + 20.0 * math.log10(math.sqrt(2.0))
 
 # Frequency at which the broadband peak level is corrected for absorption: the
