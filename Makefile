@@ -26,12 +26,14 @@ $(STAMP_NODE): package.json
 	npm install --no-audit --no-fund --no-package-lock --loglevel=error
 	touch $@
 
-# The Cortex-M0+ cross compiler comes from Debian (gcc-arm-none-eabi).
+# Debian packages: the Cortex-M0+ cross compiler (make cross, natmod) and
+# QEMU (M0 instruction counts in make bench).
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 toolchain:
-	@command -v arm-none-eabi-gcc >/dev/null 2>&1 || { \
+	@command -v arm-none-eabi-gcc >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null; \
-	  else echo "arm-none-eabi-gcc missing: sudo apt-get install gcc-arm-none-eabi" >&2; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  else echo "missing Debian packages: sudo apt-get install $(APT_PACKAGES)" >&2; exit 1; fi; }
 
 setup: $(STAMP_PY) $(STAMP_NODE) toolchain
 
