@@ -161,24 +161,15 @@ def detector_triggers(rendering, progress=None):
     return records
 
 
-def _classifier():
-    try:
-        from shotline.classify import load_model
-
-        return load_model(), None
-    except Exception as exc:  # no model shipped yet, or an unusable one
-        return None, str(exc)
-
-
 class Night:
     """Located events in (from the collector or the in-process path) -> incidents -> alerts.
 
-    ``on_event(record)`` takes a stored event record (with its ``id``);
-    ``tick(stream_s)`` says association has decided every event up to that
-    stream time (see :class:`ClockedAssociation`); incidents are grouped by
-    :class:`shotline.incidents.BurstGrouper`, recorded, classified when a
-    model is shipped, and alerted by :class:`shotline.alerts.dispatch.Alerter`
-    (CAP file, webhook outbox; the caller delivers).  ``finish()`` closes the rest.
+    The chain is :class:`shotline.incident_pipeline.IncidentPipeline` (burst
+    grouping, classification, recording, CAP file and webhook outbox; the
+    caller delivers); the night adds the truth of each incident and a console
+    line.  ``on_event(record)`` takes a stored event record (with its ``id``);
+    ``pipeline`` is ticked by :class:`shotline.incident_pipeline.ClockedAssociation`;
+    ``finish()`` closes the rest.
     """
 
     def __init__(self, store, rendering, out_dir, *, threshold, min_sensors, say, decision_s,
@@ -186,82 +177,48 @@ class Night:
         from shotline.alerts.dispatch import Alerter
         from shotline.alerts.webhook import WebhookOutbox
         from shotline.geo import LocalFrame
-        from shotline.incidents import BurstGrouper
+        from shotline.incident_pipeline import IncidentPipeline
 
         sc = rendering.scenario
-        self.store, self.rendering = store, rendering
-        self.threshold, self.min_sensors, self.say = threshold, min_sensors, say
+        self.store, self.rendering, self.say = store, rendering, say
         self.frame = LocalFrame(*sc.origin_llh)
         self.truth = Truth(rendering.truth, self.frame)
-        self.model, self.model_error = _classifier()
         self.outbox = WebhookOutbox(store, webhook_url, base_delay_s=0.2, max_delay_s=2.0,
                                     timeout_s=2.0) if webhook_url else None
-        self.alerter = Alerter(cap_dir=Path(out_dir) / "cap", outbox=self.outbox,
-                               cap_status="Exercise",
-                               note="Simulated night (shotline demo): not a real event")
-        self.grouper = BurstGrouper(self.frame, gap_s=BURST_GAP_S, radius_m=BURST_RADIUS_M,
-                                    decision_s=decision_s)
+        alerter = Alerter(cap_dir=Path(out_dir) / "cap", outbox=self.outbox,
+                          cap_status="Exercise",
+                          note="Simulated night (shotline demo): not a real event")
+        self.pipeline = IncidentPipeline(
+            store, self.frame, alerter=alerter, threshold=threshold, min_sensors=min_sensors,
+            gap_s=BURST_GAP_S, radius_m=BURST_RADIUS_M, agree_m=AGREE_M, decision_s=decision_s,
+            temperature_c=sc.weather.temperature_c,
+            relative_humidity_pct=sc.weather.relative_humidity_pct,
+            extra=self._truth_extra, uid_prefix="demo", by="demo", on_incident=self._said)
+        self.model, self.model_error = self.pipeline.model, self.pipeline.model_error
         self.events = {}          # event_id -> latest record
         self.incidents = []       # (incident dict, truth matches of its events)
-        self._lock = threading.Lock()
-
-    def tick(self, stream_s):
-        with self._lock:
-            for group in self.grouper.tick(stream_s):
-                self._raise(group)
 
     def on_event(self, record):
         if record.get("status") != "ok" or record.get("position_llh") is None:
             return
-        with self._lock:
-            self.events[record["event_id"]] = record
-            self.grouper.push(record)
+        self.events[record["event_id"]] = record
+        self.pipeline.push(record)
 
     def finish(self):
-        with self._lock:
-            for group in self.grouper.flush():
-                self._raise(group)
+        self.pipeline.flush()
 
     # -- incidents and alerts ------------------------------------------------------
-    def _classify(self, events, best):
-        if self.model is None:
-            return {}
-        from shotline.classify import classify_event
-
-        triggers = []
-        for rec in self.store.query("SELECT * FROM triggers WHERE event_id=?", (best["id"],)):
-            rec.update(json.loads(rec.pop("features")))
-            pos = self.frame.to_enu([rec["lat_deg"], rec["lon_deg"], rec["alt_m"] or 0.0])
-            triggers.append(dict(rec, sensor_position_m=pos.tolist()))
-        w = self.rendering.scenario.weather
-        event = {"time_utc_s": best["t_emit_utc_s"], "position_m": best["position_m"],
-                 "ellipse95_m": best["ellipse95_m"], "triggers": triggers,
-                 "temperature_c": w.temperature_c, "relative_humidity_pct": w.relative_humidity_pct}
-        try:
-            result = classify_event(event, self.model,
-                                    burst_times_s=[e["t_emit_utc_s"] for e in events])
-        except Exception as exc:  # a bad event must not stop the night
-            return {"class": "unknown", "reasons": [f"classifier failed: {exc}"]}
-        p = result.probability
-        return {"class": result.class_, "probability": None if p != p else round(float(p), 4),
-                "reasons": [r.get("feature", r.get("error", "")) for r in result.reasons]}
-
-    def _raise(self, events):
-        from shotline.incidents import burst_fix, incident_from_events, record_incident
-
-        best = burst_fix(events, self.frame, AGREE_M)
-        matches = [self.truth.match(e) for e in events]
+    def _truth_extra(self, events, best):
         best_match = self.truth.match(best)
         truth_id, error_m = (None, None) if best_match is None else \
             (best_match[1], round(best_match[2], 2))
-        record = incident_from_events(events, self.frame, uid_prefix="demo", agree_m=AGREE_M,
-                                      extra={"truth_id": truth_id, "error_m": error_m,
-                                             "simulated": True})
-        record.update(self._classify(events, best))
-        stored = record_incident(self.store, record, threshold=self.threshold,
-                                 min_sensors=self.min_sensors, by="demo")
+        return {"truth_id": truth_id, "error_m": error_m, "simulated": True}
+
+    def _said(self, raised):
+        stored = raised.incident
+        truth_id, error_m = stored["extra"]["truth_id"], stored["extra"]["error_m"]
         stored["error_m"] = error_m
-        self.incidents.append((stored, matches))
+        self.incidents.append((stored, [self.truth.match(e) for e in raised.events]))
         cls = ""
         if stored.get("class") is not None:
             cls = f"  {stored['class']}" + (f" p={stored['probability']:.2f}"
@@ -272,8 +229,6 @@ class Night:
                  f"±{stored['ellipse_major_m']:.0f} m  {stored['n_shots']} shot(s)  "
                  f"{len(stored['sensors'])} sensors{cls}  | "
                  f"{self._truth_text(truth_id, error_m)}")
-        if stored["alert"]:
-            self.alerter.alert(stored)
 
     def _truth_text(self, truth_id, error_m):
         if truth_id is None:
@@ -356,52 +311,12 @@ def _clear(out):
 ASSOCIATION = {"max_delay_s": 1.0}
 
 
-class ClockedAssociation:
-    """The collector's ``LiveAssociation`` that also tells ``night.tick`` how far it
-    has decided.
-
-    The collector calls ``push``/``advance``/``flush`` and then stores and
-    hands on the events each returns, all in its writer thread; so when the
-    next call starts, every event decided by the previous one has reached the
-    night, and the associator's stream clock as of then is safe to close
-    incidents with.  (Closing on a trigger's own onset instead would cut a
-    burst whose last events that very trigger is about to release.)
-    """
-
-    def __init__(self, live, night):
-        self.live, self.night = live, night
-        self.associator = live.associator
-        self._decided_s = None
-
-    def _call(self, method, *args):
-        if self._decided_s is not None:
-            self.night.tick(self._decided_s)
-        out = method(*args)
-        self._decided_s = self.associator.now_s
-        return out
-
-    def push(self, rec):
-        return self._call(self.live.push, rec)
-
-    def advance(self, idle_s):
-        return self._call(self.live.advance, idle_s)
-
-    def flush(self):
-        return self._call(self.live.flush)
-
-
 def _association(rendering):
     from shotline.collect import LiveAssociation
 
     sc = rendering.scenario
     return LiveAssociation(origin_llh=sc.origin_llh, temperature_c=sc.weather.temperature_c,
                            **ASSOCIATION)
-
-
-def decision_s(live):
-    """Longest a trigger may wait before association decides its event (s)."""
-    a = live.associator
-    return 2 * a.max_range_m / a.speed_m_s + a.tolerance_s + a.max_delay_s
 
 
 def run_in_process(store, rendering, night, live, progress, deliver):
@@ -533,10 +448,12 @@ def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, min_sensors=A
     receiver = Receiver() if webhook else None
     store = Store(out / "shotline.sqlite")
     try:
+        from shotline.incident_pipeline import ClockedAssociation, decision_s
+
         plain = _association(rendering)
         night = Night(store, rendering, out, threshold=threshold, min_sensors=min_sensors, say=say,
                       decision_s=decision_s(plain), webhook_url=receiver.url if receiver else None)
-        live = ClockedAssociation(plain, night)
+        live = ClockedAssociation(plain, night.pipeline)
         if night.model is None:
             say(f"classifier: none available ({night.model_error}); every located "
                 f"incident alerts")

@@ -17,8 +17,9 @@ An incident dict has:
 - ``ellipse_major_m``, ``ellipse_minor_m`` (95 % semi-axes, m),
   ``ellipse_azimuth_deg`` (major axis, clockwise from north);
 - ``sensors`` (list of sensor ids used), ``n_shots`` (impulses in the burst);
-- optional ``class``, ``probability`` (0..1) and ``reasons`` (list of str)
-  from the classifier;
+- optional ``class``, ``probability`` (0..1, of that class) and ``reasons``
+  (list of str) from the classifier (every class's probability, when known,
+  in ``extra["probabilities"]``);
 - ``alert`` (bool: passed the alert threshold, see :func:`should_alert`),
   ``status``, ``created_utc_s``, ``updated_utc_s``, ``extra`` (dict).
 """
@@ -28,6 +29,7 @@ import time
 
 STATUSES = ("new", "reviewed", "dismissed", "dispatched")
 ALERT_CLASS = "gunshot"
+UNKNOWN_CLASS = "unknown"   # no usable model, or the classifier failed on the event
 
 MIGRATION = ("incidents, incident audit trail, webhook outbox", """
 CREATE TABLE incidents (
@@ -92,16 +94,24 @@ def should_alert(incident, threshold=0.5, min_sensors=3):
 
     An incident heard by fewer than ``min_sensors`` sensors is recorded only
     (with 4 sensors a 2-D fix has one redundant arrival: too few to notice a
-    wrong association).  Otherwise, with no classification every located
-    event alerts (a person reviews it); with one, only class ``gunshot`` at
-    ``probability >= threshold`` does.
+    wrong association).  Otherwise, with no classification (no class, or
+    class ``unknown``: no usable model, or the classifier failed) every
+    located event alerts (a person reviews it: a broken model must not
+    silence gunfire); with one, only ``p(gunshot) >= threshold`` does:
+    ``extra["probabilities"]["gunshot"]`` when the classifier gave every
+    class's probability, else ``probability`` if the class is ``gunshot``.
     """
     if len(incident.get("sensors") or ()) < min_sensors:
         return False
     cls = incident.get("class")
-    if cls is None:
+    if cls is None or cls == UNKNOWN_CLASS:
         return True
-    return cls == ALERT_CLASS and float(incident.get("probability") or 0.0) >= threshold
+    probabilities = (incident.get("extra") or {}).get("probabilities") or {}
+    if ALERT_CLASS in probabilities:
+        p = probabilities[ALERT_CLASS]
+    else:
+        p = incident.get("probability") if cls == ALERT_CLASS else 0.0
+    return float(p or 0.0) >= threshold
 
 
 def _finite(value, name, required=True):

@@ -54,9 +54,11 @@ def _properties(inc):
         props["ellipse95_m"] = {"major": round(float(inc["ellipse_major_m"]), 2),
                                 "minor": round(float(inc["ellipse_minor_m"]), 2),
                                 "azimuth_deg": round(float(inc["ellipse_azimuth_deg"]), 1)}
-    for key in _OPTIONAL:
-        if inc.get(key) is not None:
-            props[key] = inc[key]
+    extra = inc.get("extra") or {}
+    for key in _OPTIONAL:   # top level, or in the incident's extra (e.g. a simulation's error)
+        value = inc[key] if inc.get(key) is not None else extra.get(key)
+        if value is not None:
+            props[key] = value
     return props
 
 
