@@ -30,7 +30,7 @@ import itertools
 
 import numpy as np
 
-from shotline.locate import _minimal_candidates as minimal_solutions
+from shotline.locate import minimal_solutions
 
 
 def _pairs(rows, sensor_of, dist_to_anchor, near_sensors):

@@ -296,7 +296,6 @@ def minimal_solutions(S, dt, k, c):
     return P, bb / c, valid
 
 
-_minimal_candidates = minimal_solutions  # earlier name, kept for callers
 
 
 def _linear_start(S, dt, w, k, c):
