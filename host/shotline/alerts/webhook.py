@@ -19,6 +19,7 @@ of the host, and a receiver that is down for a while gets it later.
 """
 import json
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -172,3 +173,52 @@ class WebhookOutbox:
             if left <= 0:
                 return False
             sleep(min(left, max(0.0, due - self.clock())))
+
+
+class DeliveryThread:
+    """Delivers an outbox in the background, for a long-running process.
+
+    Tries every due message, then sleeps until the next one is due (retries
+    follow the outbox's backoff) or at most ``poll_s``; ``wake()`` (after an
+    enqueue) sends a new alert at once.  Messages left by an earlier run are
+    delivered too: the outbox is in the store.  ``on_result(result)`` sees
+    each attempt (see :meth:`WebhookOutbox.deliver_due`).
+    """
+
+    def __init__(self, outbox, *, poll_s=1.0, on_result=None):
+        self.outbox, self.poll_s, self.on_result = outbox, float(poll_s), on_result
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def wake(self):
+        self._wake.set()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                for result in self.outbox.deliver_due():
+                    if self.on_result is not None:
+                        self.on_result(result)
+                due = self.outbox.next_due_utc_s()
+            except Exception as exc:  # e.g. the store is busy: try again later
+                due = None
+                if self.on_result is not None:
+                    self.on_result({"outcome": "error", "error": repr(exc)})
+            wait = self.poll_s if due is None else min(self.poll_s,
+                                                       max(0.0, due - self.outbox.clock()))
+            self._wake.wait(wait)
+
+    def stop(self, drain_s=5.0):
+        """Stop the loop, then keep delivering for up to ``drain_s`` seconds;
+        True if nothing is left pending (what is left stays in the outbox)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.outbox.drain(drain_s) if drain_s > 0 else not self.outbox.pending()
