@@ -254,3 +254,28 @@ def test_drain_delivers_once_the_receiver_comes_up_in_real_time(tmp_path):
         starter.join()
         if "r" in holder:
             holder["r"].close()
+
+
+def test_delivery_thread_sends_new_alerts_and_retries_in_the_background(tmp_path):
+    from shotline.alerts.webhook import DeliveryThread
+
+    receiver = Receiver()
+    receiver.fail_next = 1
+    store = Store(tmp_path / "s.sqlite")
+    outbox = WebhookOutbox(store, receiver.url, base_delay_s=0.1, max_delay_s=0.2)
+    outbox.enqueue({"n": 0}, "left-by-an-earlier-run")
+    results = []
+    delivery = DeliveryThread(outbox, poll_s=5.0, on_result=results.append).start()
+    try:
+        time.sleep(0.2)
+        outbox.enqueue({"n": 1}, "new")
+        delivery.wake()          # sent now, not after poll_s
+        deadline = time.monotonic() + 3.0
+        while outbox.pending() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not outbox.pending()
+    finally:
+        assert delivery.stop(drain_s=1.0)
+        receiver.close()
+    assert sorted(receiver.records) == ["left-by-an-earlier-run", "new"]
+    assert [r["outcome"] for r in results] == ["retry", "delivered", "delivered"]

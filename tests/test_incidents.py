@@ -74,6 +74,12 @@ def test_alert_threshold():
     assert not should_alert({**heard, "class": "gunshot", "probability": 0.69}, threshold=0.7)
     assert not should_alert({**heard, "class": "firework", "probability": 0.99})
     assert not should_alert({})   # heard by nobody
+    # no usable model: class unknown alerts like an unclassified incident
+    assert should_alert({**heard, "class": "unknown", "reasons": ["classifier unavailable"]})
+    # with every class's probability the threshold is on p(gunshot), whatever the top class
+    unsure = {**heard, "class": "firework", "probability": 0.45,
+              "extra": {"probabilities": {"gunshot": 0.35, "firework": 0.45, "other": 0.2}}}
+    assert should_alert(unsure, threshold=0.3) and not should_alert(unsure, threshold=0.4)
 
 
 def test_incidents_and_map_commands(tmp_path, capsys):
