@@ -186,3 +186,17 @@ def test_pipeline_without_a_usable_model_records_unknown_and_logs_once(tmp_path,
 def test_pipeline_checks_its_threshold(tmp_path):
     with pytest.raises(ValueError, match="threshold"):
         IncidentPipeline(Store(tmp_path / "s.sqlite"), FRAME, threshold=1.5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--alert-threshold", "1.5"], "--alert-threshold must be within 0..1"),
+    (["--min-alert-sensors", "0"], "--min-alert-sensors must be at least 1"),
+    (["--webhook", "ftp://example.org/x"], "--webhook must be an http"),
+    (["--no-associate", "--cap-dir", "cap"], "--no-associate locates no events"),
+])
+def test_collect_refuses_alert_options_it_cannot_honour(tmp_path, capsys, bad, message):
+    from shotline.cli import main
+
+    assert main(["collect", "--store", str(tmp_path / "c.sqlite"), *bad]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "c.sqlite").exists()   # refused before anything was opened

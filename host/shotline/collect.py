@@ -22,6 +22,16 @@ Use as a library::
     with Collector(Store("shotline.sqlite"), ["/dev/ttyACM0", "/dev/ttyACM1"]) as c:
         event = c.events.get()
 
+Incidents, classification and alerts on top (what ``shotline collect`` does;
+``shotline.incident_pipeline``)::
+
+    pipeline = IncidentPipeline(store, alerter=Alerter(cap_dir="cap"), threshold=0.5)
+    live = LiveAssociation()
+    with Collector(store, ports, associator=ClockedAssociation(live, pipeline),
+                   on_event=pipeline.push):
+        ...
+    pipeline.flush()
+
 Log records go to the ``shotline.collect`` logger; each carries a ``fields``
 dict (``extra={"fields": ...}``) for structured (JSON-lines) output.
 """

@@ -65,8 +65,8 @@ def add_arguments(p):
     g.add_argument("--relative-humidity-pct", type=float, default=None,
                    help="relative humidity for the classifier (default: its own)")
     g.add_argument("--json-incidents", action="store_true",
-                   help='with --json, also print {"incident": {...}} and {"alert": {...}} '
-                        "lines (event lines are unchanged)")
+                   help='--json, plus a {"incident": {...}} line per new incident and an '
+                        '{"alert": {...}} line per alert (event lines are unchanged)')
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -144,10 +144,13 @@ def _check_incident_args(args):
         raise CommandError("--burst-gap-s must be >= 0 and --burst-radius-m > 0")
     if args.json_incidents:
         args.json = True
+    if args.webhook and not args.webhook.startswith(("http://", "https://")):
+        raise CommandError(f"--webhook must be an http:// or https:// URL, got {args.webhook!r}")
     wanted = [f for f, v in (("--cap-dir", args.cap_dir), ("--webhook", args.webhook),
                              ("--geojson", args.geojson), ("--model", args.model)) if v]
     if args.no_associate and wanted:
-        raise CommandError(f"{', '.join(wanted)} need association: drop --no-associate")
+        raise CommandError(f"--no-associate locates no events, so {', '.join(wanted)} "
+                           f"would do nothing: drop one or the other")
 
 
 def _incidents(args, store, associator):
@@ -206,8 +209,8 @@ def run(args):
     from shotline.ports import PortError, select
     from shotline.store import Store, StoreError
 
-    setup_logging(args.log_format, args.quiet)
     _check_incident_args(args)
+    setup_logging(args.log_format, args.quiet)
     try:
         boards = select(args.ports or ["all"])
     except PortError as exc:
