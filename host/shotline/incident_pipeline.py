@@ -63,7 +63,7 @@ def load_classifier(model=None):
     try:
         return (default_model() if model is None else load_model(model)), None
     except Exception as exc:  # ModelError, or a file that is not even JSON
-        return None, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        return None, str(exc) or type(exc).__name__
 
 
 class IncidentPipeline:
