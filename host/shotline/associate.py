@@ -66,6 +66,7 @@ from shotline.timeutil import format_utc
 # A masked trigger (see Associator._masked) may only join an event found without it.
 _PENDING, _IN_EVENT, _UNEXPLAINED, _DEFERRED, _MASKED = 0, 1, 2, 3, 4
 _ANCHOR, _FINAL = 0, 1
+_JOINABLE = np.array([True, False, False, True, True])     # by state: may join a new event
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,8 @@ class Associator:
 
     def __init__(self, *, temperature_c=15.0, tolerance_s=0.02, max_range_m=1000.0,
                  min_sensors=4, max_delay_s=0.0, late_window_s=30.0, outlier_window_s=0.25,
-                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=6.0, max_ellipse_m=None, reverb_s=1.0, source_up_m=None,
+                 search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=6.0,
+                 max_ellipse_m=None, reverb_s=1.0, source_up_m=None,
                  locate_options=None, sensors=None):
         if not min_sensors >= 3:
             raise ValueError("min_sensors must be at least 3 (a 2-D fix has 3 unknowns)")
@@ -243,13 +245,15 @@ class Associator:
         self.now_s = -math.inf
         self.unexplained = []
         self.stats = {"triggers": 0, "events": 0, "unexplained": 0, "duplicates": 0,
-                      "late": 0, "late_attached": 0, "masked": 0}
+                      "late": 0, "late_attached": 0, "masked": 0,
+                      "anchors_waived": 0}
         # Sensors and their neighbourhoods.
         self._sensor_ids = {}
         self._sensor_pos = []
         self._tree = None
         self._neighbours = {}
         self._scratch = np.zeros(0)
+        self._heard_s = np.zeros(0)    # per sensor: time of its latest trigger in an event
         # Trigger buffer (parallel arrays, index = buffer slot - self._base).
         self._cap = 1024
         self._t = np.zeros(self._cap)
@@ -292,12 +296,15 @@ class Associator:
             self._tree = cKDTree(self._sensor_xyz)
             self._neighbours = {}
             self._scratch = np.full(len(self._sensor_pos), -np.inf)   # -inf: not a neighbour
+            self._heard_s = np.r_[self._heard_s, np.full(len(self._sensor_pos) - len(self._heard_s), -np.inf)]
         hood = self._neighbours.get(k)
         if hood is None:
             here = np.asarray(self._sensor_pos[k])
             idx = np.asarray(self._tree.query_ball_point(here, 2.0 * self.max_range_m), dtype=np.int64)
             dist = np.linalg.norm(self._sensor_xyz[idx] - here, axis=1)
-            reach_m = float(dist.max()) if self._network_known else 2.0 * self.max_range_m
+            # A trigger sharing a source x with this one comes at most |x - p_j| / c
+            # <= max_range_m / c later, and no later than the farthest neighbour allows.
+            reach_m = min(float(dist.max()) if self._network_known else math.inf, self.max_range_m)
             wait = reach_m / self.speed_m_s + self.tolerance_s + self.max_delay_s
             hood = self._neighbours[k] = (idx, dist, wait)
         return hood
@@ -474,11 +481,11 @@ class Associator:
         idx, dist, wait = self._neighbourhood(k)
         used = self._n - self._base
         t0 = self._t[i]
-        span = 2.0 * self.max_range_m / self.speed_m_s + self.tolerance_s
+        span = self.max_range_m / self.speed_m_s + self.tolerance_s
         near = np.flatnonzero((self._state[:used] != _IN_EVENT) & (np.abs(self._t[:used] - t0) <= span))
         scratch = self._scratch
         scratch[idx] = dist
-        d = scratch[self._s[near]]
+        d = np.minimum(scratch[self._s[near]], self.max_range_m)   # |dt| <= min(d_0j, range) / c
         scratch[idx] = -np.inf
         ok = np.abs(self._t[near] - t0) <= d / self.speed_m_s + self.tolerance_s
         return near[ok]
@@ -487,14 +494,21 @@ class Associator:
         """Try to build an event around anchor ``i``; None if too few sensors fit."""
         window = self._window(i)
         k0 = self._s[i]
-        others = window[(self._s[window] != k0) & np.isin(self._state[window], (_PENDING, _DEFERRED, _MASKED))]
-        is_masked = np.array([self._state[j] == _MASKED or self._masked(j) for j in others], dtype=bool)
+        others = window[(self._s[window] != k0) & _JOINABLE[self._state[window]]]
+        is_masked = self._state[others] == _MASKED
+        for n in np.flatnonzero(~is_masked & np.isfinite(self._lvl[others])):   # only triggers with a level
+            is_masked[n] = self._masked(others[n])
         if is_masked.any():
             settled = is_masked & (self._t[others] + self.max_delay_s <= self.now_s)
             self._state[others[settled & (self._state[others] == _PENDING)]] = _MASKED
         masked, others = others[is_masked], others[~is_masked]
         if len(np.unique(self._s[others])) + 1 < self.min_sensors:
             return None
+        if self._after_event(np.array([i]))[0]:
+            pending = others[self._state[others] == _PENDING]
+            if not self._after_event(pending).all():
+                self.stats["anchors_waived"] += 1
+                return None
         hypotheses = best_sources(self._p[i], self._t[others] - self._t[i], self._p[others],
                                   self._s[others], self.speed_m_s, tolerance_s=self.search_tolerance_s,
                                   max_range_m=self.max_range_m, min_count=self.min_sensors - 1,
@@ -516,6 +530,19 @@ class Associator:
                 self._state[members] = _IN_EVENT
                 return self._make_event(fix, members, window, deadline)
         return None
+
+    def _after_event(self, idx):
+        """Which triggers come within ``reverb_s`` after their sensor's latest event?
+
+        Such a trigger is most likely an echo.  It does not anchor a search
+        while a trigger that is not (still pending, hence anchoring later)
+        may share its source: it can still join that search's event, and the
+        many echoes of a surge cost no search of their own.  When every
+        candidate is one (a burst of shots on few sensors) it anchors as usual.
+        Triggers with a level are judged by their level instead (:meth:`_masked`).
+        """
+        dt = self._t[idx] - self._heard_s[self._s[idx]]
+        return (dt > 0.0) & (dt <= self.reverb_s) & ~np.isfinite(self._lvl[idx])
 
     def _precise(self, fix):
         """Is the fix good to ``max_ellipse_m`` (95 % major semi-axis)?  A chance fit
@@ -617,6 +644,7 @@ class Associator:
 
     def _make_event(self, fix, members, window, deadline, event_id=None, revision=0):
         members = members[np.argsort(self._t[members], kind="stable")]
+        np.maximum.at(self._heard_s, self._s[members], self._t[members])
         resid = self._predicted_residuals(fix, members)
         taken = set(self._s[members].tolist())
         rest = window[self._state[window] != _IN_EVENT]
