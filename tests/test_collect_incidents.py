@@ -40,7 +40,7 @@ def receiver():
     r.close()
 
 
-def run_collect(tmp_path, monkeypatch, *extra, run_s=9.0):
+def run_collect(tmp_path, monkeypatch, *extra, run_s=10.0):
     """Five virtual sensors hear a shot every 3 s from 2.5 s on; the collector runs
     ``run_s`` s, then gets SIGTERM.  Returns (stdout lines, stderr, SIGTERM time)."""
     from shotline.acoustics import speed_of_sound_m_s
