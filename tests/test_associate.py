@@ -223,3 +223,38 @@ def test_small_surge_recall_and_false_events():
     assert s.recall >= 0.95
     assert s.false_rate <= 0.03
     assert np.median(s.errors_m) < 1.0
+
+
+def test_wait_is_bounded_by_the_range_not_the_neighbourhood():
+    # The farthest neighbour may be 2 * max_range_m away, but a trigger sharing a
+    # source with the anchor comes at most max_range_m / c after it.
+    source = (0.0, 0.0, 0.0)
+    triggers = sorted(arrivals(source, T0), key=lambda t: t.time_utc_s)
+    assoc = Associator(**options())
+    assert assoc.push_many(triggers) == []
+    decided = assoc.advance(triggers[-1].time_utc_s + 1200.0 / C + 0.003 + 1e-6)
+    assert len(decided) == 1 and decided[0].n_sensors == len(SENSORS)
+
+
+def test_echoes_without_level_do_not_anchor_searches_but_bursts_still_split():
+    # Level-less echoes just after a located shot wait for a fresh anchor instead of
+    # costing a search each; the burst (every trigger just after an event) still splits.
+    rng = np.random.default_rng(5)
+    source = (60.0, -40.0, 0.0)
+    shots = [arrivals(source, T0 + 0.15 * k) for k in range(3)]
+    echoes = [Trigger(t.sensor, t.position_m, t.time_utc_s + rng.uniform(0.02, 0.4))
+              for t in shots[0] + shots[2]]
+    other = arrivals((-300.0, 250.0, 0.0), T0 + 0.2)      # a second source whose anchors are fresh
+    plain = [Trigger(t.sensor, t.position_m, t.time_utc_s) for t in sum(shots, []) + echoes + other]
+    assoc = Associator(**options())
+    events = {}
+    for t in sorted(plain, key=lambda t: t.time_utc_s):
+        events.update((e.event_id, e) for e in assoc.push(t))
+    events.update((e.event_id, e) for e in assoc.flush())
+    got = sorted(events.values(), key=lambda e: e.t_emit_s)
+    assert [round(e.t_emit_s - T0, 3) for e in got] == [0.0, 0.15, 0.2, 0.3]
+    direct = [{t.time_utc_s for t in ts} for ts in (shots[0], shots[1], other, shots[2])]
+    for event, truth in zip(got, direct):       # nothing mixed in; at most one sensor short
+        assert {t.time_utc_s for t in event.triggers} <= truth
+        assert event.n_sensors >= len(SENSORS) - 1
+    assert assoc.stats["anchors_waived"] > 0
