@@ -562,8 +562,9 @@ class Associator:
         """
         n = len(members)
         times = dict(zip(self._s[members].tolist(), self._t[members].tolist()))
+        first_s = float(self._t[members].min())
         for event in reversed(self._recent):
-            if n > self.echo_ratio * event.n_sensors:
+            if n > self.echo_ratio * event.n_sensors or event.triggers[-1].time_utc_s + self.reverb_s < first_s:
                 continue
             later = sum(0.0 < times.get(self._sensor_ids[trig.sensor], -math.inf) - trig.time_utc_s
                         <= self.reverb_s for trig in event.triggers)
