@@ -254,6 +254,7 @@ class Associator:
         self._neighbours = {}
         self._scratch = np.zeros(0)
         self._heard_s = np.zeros(0)    # per sensor: time of its latest trigger in an event
+        self._late_heard_s = {}        # sensor -> time of its latest trigger that joined an event late
         # Trigger buffer (parallel arrays, index = buffer slot - self._base).
         self._cap = 1024
         self._t = np.zeros(self._cap)
@@ -561,10 +562,19 @@ class Associator:
         level are mostly masked already, see :meth:`_masked`.)
         """
         n = len(members)
-        times = dict(zip(self._s[members].tolist(), self._t[members].tolist()))
-        first_s = float(self._t[members].min())
+        t_m = self._t[members]
+        # _heard_s bounds every recent event's trigger times per sensor: a set
+        # with too few members after an event on their sensor cannot be a train.
+        # (_late_heard_s: the same for triggers that joined an event late.)
+        heard = self._heard_s[self._s[members]]
+        if self._late_heard_s:
+            heard = np.maximum(heard, [self._late_heard_s.get(k, -math.inf) for k in self._s[members].tolist()])
+        if np.count_nonzero(heard >= t_m - self.reverb_s) < max(n - 1, 1):
+            return False
+        times = dict(zip(self._s[members].tolist(), t_m.tolist()))
+        first_s = float(t_m.min())
         for event in reversed(self._recent):
-            if n > self.echo_ratio * event.n_sensors or event.triggers[-1].time_utc_s + self.reverb_s < first_s:
+            if event.triggers[-1].time_utc_s + self.reverb_s < first_s or n > self.echo_ratio * len(event.triggers):
                 continue
             later = sum(0.0 < times.get(self._sensor_ids[trig.sensor], -math.inf) - trig.time_utc_s
                         <= self.reverb_s for trig in event.triggers)
@@ -690,6 +700,8 @@ class Associator:
             revised = Event(event.event_id, event.revision + 1, fix, triggers, resid,
                             event.outliers, self.now_s, event.deadline_s)
             self._recent[len(self._recent) - 1 - n] = revised
+            k = self._sensor_ids[trigger.sensor]
+            self._late_heard_s[k] = max(self._late_heard_s.get(k, -math.inf), trigger.time_utc_s)
             self.stats["late_attached"] += 1
             return revised
         return None
