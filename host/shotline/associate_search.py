@@ -26,20 +26,16 @@ Work per anchor is ``O(pairs * candidates)`` with at most
 ``near_sensors * (near_sensors - 1) / 2`` sensor pairs (times the triggers
 each holds), so it grows with local density, not with the network's size.
 """
-import itertools
-
 import numpy as np
 
 from shotline.locate import minimal_solutions
 
 
-def _pairs(rows, sensor_of, dist_to_anchor, near_sensors):
-    """Index pairs of candidate rows on two different sensors among the nearest."""
-    labels, first = np.unique(sensor_of[rows], return_index=True)
-    nearest = labels[np.argsort(dist_to_anchor[rows][first], kind="stable")][:near_sensors]
-    pick = rows[np.isin(sensor_of[rows], nearest)]
-    pairs = [(a, b) for a, b in itertools.combinations(pick.tolist(), 2) if sensor_of[a] != sensor_of[b]]
-    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+def _pairs(rows, sensor_of):
+    """Index pairs of ``rows`` on two different sensors."""
+    a, b = np.triu_indices(len(rows), 1)
+    keep = sensor_of[rows[a]] != sensor_of[rows[b]]
+    return np.stack([rows[a[keep]], rows[b[keep]]], axis=1)
 
 
 def _score(P, t_emit, rel, dt, sensor_of, level, c_m_s, tolerance_s):
@@ -76,8 +72,10 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
     dt = np.asarray(dt_s, dtype=float)
     rel = np.asarray(pos_m, dtype=float) - origin
     sensor_of = np.asarray(sensor_of)
-    dist = np.linalg.norm(rel[:, :2], axis=1)
-    pairs = _pairs(np.arange(len(dt)), sensor_of, dist, near_sensors)
+    dist = np.hypot(rel[:, 0], rel[:, 1])
+    labels, first = np.unique(sensor_of, return_index=True)
+    by_distance = labels[np.argsort(dist[first], kind="stable")]    # sensors, nearest first
+    pairs = _pairs(np.flatnonzero(np.isin(sensor_of, by_distance[:near_sensors])), sensor_of)
     if len(pairs) == 0:
         return []
     S = np.zeros((len(pairs), 3, 3))
@@ -95,11 +93,10 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
     P, t_emit = P[keep], t_emit[keep]
     if len(P) == 0:
         return []
-    level = np.zeros(len(dt)) if level_db is None else np.nan_to_num(np.asarray(level_db, float), nan=0.0)
+    level = np.zeros(len(dt)) if level_db is None else np.asarray(level_db, float)
+    level = np.where(np.isnan(level), 0.0, level)
     # First pass on the nearest sensors' candidates only, then every candidate for a shortlist.
-    labels, first = np.unique(sensor_of, return_index=True)
-    nearest = labels[np.argsort(dist[first], kind="stable")][:score_sensors]
-    near_rows = np.flatnonzero(np.isin(sensor_of, nearest))
+    near_rows = np.flatnonzero(np.isin(sensor_of, by_distance[:score_sensors]))
     count, loudness, sse, _ = _score(P, t_emit, rel[near_rows], dt[near_rows], sensor_of[near_rows],
                                      level[near_rows], c_m_s, tolerance_s)
     short = np.lexsort((sse, -loudness, -count))[:shortlist]
