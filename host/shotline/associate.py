@@ -599,7 +599,9 @@ class Associator:
         return idx[first]
 
     def _locate(self, members):
-        return locate(self._p[members], self._t[members], **self._locate_kwargs())
+        # sensor_ids: members are one per sensor, so rows need no grouping by position.
+        return locate(self._p[members], self._t[members], sensor_ids=self._s[members].tolist(),
+                      **self._locate_kwargs())
 
     def _locate_kwargs(self):
         kwargs = {"temperature_c": self.temperature_c, "gate_s": self.tolerance_s}
