@@ -258,3 +258,53 @@ def test_echoes_without_level_do_not_anchor_searches_but_bursts_still_split():
         assert {t.time_utc_s for t in event.triggers} <= truth
         assert event.n_sensors >= len(SENSORS) - 1
     assert assoc.stats["anchors_waived"] > 0
+
+
+class _FullScanAssociator(Associator):
+    """Checks every echo-train decision against a scan of all recent events."""
+
+    calls = trains = 0
+
+    def _echo_train(self, members):
+        fast = super()._echo_train(members)
+        n = len(members)
+        times = dict(zip(self._s[members].tolist(), self._t[members].tolist()))
+        full = any(n <= self.echo_ratio * event.n_sensors
+                   and sum(0.0 < times.get(self._sensor_ids[trig.sensor], -math.inf) - trig.time_utc_s
+                           <= self.reverb_s for trig in event.triggers) >= max(n - 1, 1)
+                   for event in self._recent)
+        assert fast == full
+        type(self).calls += 1
+        type(self).trains += fast
+        return fast
+
+
+def test_echo_train_prescreen_agrees_with_a_full_scan():
+    # Level-less echoes (20 %) of a dense surge, plus late triggers that revise events.
+    rng = np.random.default_rng(23)
+    sensors = grid_sensors(144, 3000.0, rng)
+    scene = make_scene(sensors, n_impulses=60, duration_s=6.0, rng=rng, echo_fraction=0.5)
+    held = set(range(5, len(scene.triggers), 17))       # reported 4 s late
+    stream = [t for k, t in enumerate(scene.triggers) if k not in held]
+    late = [scene.triggers[k] for k in sorted(held)]
+    assoc = _FullScanAssociator(temperature_c=scene.temperature_c, sensors=sensors, tolerance_s=0.002,
+                                min_sensors=5, max_range_m=800.0, source_up_m=0.0, reverb_s=1.0)
+    for t in stream:
+        assoc.push(t)
+        while late and late[0].time_utc_s + 4.0 <= t.time_utc_s:
+            assoc.push(late.pop(0))
+    assoc.flush()
+    assert _FullScanAssociator.calls >= 30
+    assert assoc.stats["late_attached"] > 0
+    # Level-less echo storms after shots from three places: some sets are echo trains.
+    triggers = []
+    for k, source in enumerate([(60.0, 30.0, 0.0), (-200.0, 100.0, 0.0), (150.0, -220.0, 0.0)]):
+        for trig in arrivals(source, T0 + 0.4 * k):
+            triggers.append(Trigger(trig.sensor, trig.position_m, trig.time_utc_s))
+            triggers += [Trigger(trig.sensor, trig.position_m, trig.time_utc_s + delay)
+                         for delay in rng.uniform(0.02, 0.6, 8)]
+    assoc = _FullScanAssociator(**options(tolerance_s=0.01))
+    for t in sorted(triggers, key=lambda t: t.time_utc_s):
+        assoc.push(t)
+    assoc.flush()
+    assert _FullScanAssociator.trains > 0
