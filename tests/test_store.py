@@ -161,3 +161,16 @@ def test_a_different_trigger_under_a_stored_seq_is_not_swallowed(tmp_path):
         reused = s.insert_trigger(trig(seq=1, onset=1545190000.0))  # board wiped: seq restarted
         assert same == (first, False) and reused == (None, False)
         assert s.counts()["triggers"] == 1
+
+
+def test_non_finite_feature_is_stored_as_null_not_refused(tmp_path):
+    with Store(tmp_path / "s.sqlite") as s:
+        results = s.insert_triggers([trig(seq=1, rise_s=0.001),
+                                     trig(seq=2, rise_s=float("nan"), bands=[1.0, float("inf")]),
+                                     trig(seq=3, rise_s=0.002)])
+        assert [r[1] for r in results] == [True, True, True]
+        rows = {r["seq"]: r for r in s.triggers()}
+        assert rows[2]["rise_s"] is None and rows[2]["bands"] == [1.0, None]
+        assert rows[1]["rise_s"] == 0.001 and rows[3]["rise_s"] == 0.002
+        with pytest.raises(StoreError, match="not storable"):
+            s.insert_triggers([trig(seq=4, thing=object())])

@@ -122,8 +122,19 @@ def _json_default(obj):
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj).hex()
     if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _finite_tree(obj.tolist())
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite_tree(obj):
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None (JSON null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_tree(v) for v in obj]
+    return obj
 
 
 def _finite(value, name):
@@ -296,8 +307,14 @@ class Store:
         if onset is None:
             raise StoreError(f"trigger has no onset time: {trigger!r}")
         received_utc_s = trigger.get("received_utc_s", received_utc_s)
+        # A feature the detector could not compute (NaN, inf) is stored as null:
+        # a trigger is never refused for a feature value.
         features = {k: v for k, v in trigger.items() if k not in _TRIGGER_COLUMNS
                     and k not in ("sensor_id", "seq", "onset_utc_s", "received_utc_s")}
+        try:
+            features_json = _json(_finite_tree(features))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"trigger features not storable {trigger!r}: {exc}") from None
         quality = trigger.get("time_quality")
         holdover = trigger.get("holdover")
         return (sensor_id, seq, onset,
@@ -308,7 +325,7 @@ class Store:
                 _finite(trigger.get("alt_m"), "alt_m"),
                 _finite(trigger.get("snr_db"), "snr_db"),
                 _finite(trigger.get("peak_dbfs"), "peak_dbfs"),
-                _json(features), float(received_utc_s), float(stored_utc_s))
+                features_json, float(received_utc_s), float(stored_utc_s))
 
     def insert_heartbeat(self, sensor_id, payload, *, received_utc_s=None):
         """Store one heartbeat (its full payload as JSON); returns the row id."""
