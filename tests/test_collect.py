@@ -289,3 +289,56 @@ def test_health_changes_are_logged_once(tmp_path, boards, caplog):
            if r.getMessage().startswith("board ") and r.getMessage() != "board connected"]
     assert got == [("WARNING", "board time quality changed"), ("ERROR", "board storage failing"),
                    ("WARNING", "board outbox dropped"), ("INFO", "board time quality changed")]
+
+
+def _crash_after_commit(tmp_path, boards):
+    """Five boards hear one shot; a collector stores their triggers then 'dies' before
+    associating them (SIGKILL between commit and association leaves exactly this)."""
+    frame = LocalFrame(40.44, -79.99, 250.0)
+    sites = {"n": (0, 400, 0), "e": (400, 0, 0), "s": (0, -400, 0), "w": (-400, 0, 0), "c": (50, 80, 0)}
+    bs = {k: boards(k, resend_s=0.1, position_llh=tuple(frame.to_llh(v).tolist()))
+          for k, v in sites.items()}
+    live = LiveAssociation(origin_llh=(40.44, -79.99, 250.0), temperature_c=20.0)
+    t0, (x, y) = 1545180600.0, (100.0, 50.0)
+    store_path = tmp_path / "c.sqlite"
+    with Collector(Store(store_path), [b.path for b in bs.values()]) as c:
+        assert c.wait_for_connections(timeout_s=10)
+        for k, b in bs.items():
+            sx, sy, _ = sites[k]
+            b.trigger(t0 + ((sx - x) ** 2 + (sy - y) ** 2) ** 0.5 / live.associator.speed_m_s)
+        assert wait_until(lambda: all(not b.unacked() for b in bs.values()))
+    assert len(stored(Store(store_path))) == 5 and Store(store_path).events() == []
+    return store_path, bs, live, frame, (t0, x, y)
+
+
+def _assert_located(store_path, frame, shot):
+    t0, x, y = shot
+    store = Store(store_path, readonly=True)
+    (ev,) = store.events()
+    e, n, _ = frame.to_enu((ev["lat_deg"], ev["lon_deg"], ev["alt_m"])).tolist()
+    assert abs(e - x) < 1.0 and abs(n - y) < 1.0 and ev["t_emit_utc_s"] == pytest.approx(t0, abs=1e-3)
+    assert all(r["event_id"] == ev["id"] for r in store.triggers())
+
+
+def test_triggers_stored_before_a_crash_are_associated_after_restart(tmp_path, boards):
+    store_path, bs, live, frame, shot = _crash_after_commit(tmp_path, boards)
+    got = []
+    with Collector(Store(store_path), [b.path for b in bs.values()], associator=live,
+                   on_event=got.append) as c:
+        assert wait_until(lambda: len(got) >= 1, 15)
+    assert c.stats["triggers_new"] == 0
+    _assert_located(store_path, frame, shot)
+
+
+def test_replays_of_unassociated_triggers_are_associated(tmp_path, boards, monkeypatch):
+    store_path, bs, live, frame, shot = _crash_after_commit(tmp_path, boards)
+    monkeypatch.setattr(Store, "unassociated_triggers", lambda self, window_s: [])
+    for b in bs.values():
+        b.acked.clear()  # the ACKs were lost with the crash: every board sends again
+    got = []
+    with Collector(Store(store_path), [b.path for b in bs.values()], associator=live,
+                   on_event=got.append) as c:
+        assert wait_until(lambda: all(1 in b.acked for b in bs.values()))
+        assert wait_until(lambda: len(got) >= 1, 15)
+    assert c.stats["triggers_new"] == 0 and c.stats["triggers_replayed"] >= 5
+    _assert_located(store_path, frame, shot)

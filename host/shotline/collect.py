@@ -278,6 +278,8 @@ class Collector:
 
     # -- writer ---------------------------------------------------------------
     def _writer(self):
+        if self.associator is not None:
+            self._recover_pending()
         last_advance = 0.0
         while True:
             now = time.monotonic()
@@ -337,6 +339,7 @@ class Collector:
         self.stats["commits"] += 1
         acks = {}
         new = []
+        rescued = []  # stored by a run that died before associating them
         for (status, rec), (row_id, inserted) in zip(triggers, results):
             if row_id is None:
                 if status.last_error != "sequence reused":
@@ -351,13 +354,13 @@ class Collector:
                 status.triggers_new += 1
                 self.stats["triggers_new"] += 1
                 rec = dict(rec, id=row_id)
-                self._trigger_rows[(rec["sensor_id"], rec["seq"])] = row_id
-                if len(self._trigger_rows) > 200_000:
-                    self._trigger_rows.popitem(last=False)
+                self._remember_row((rec["sensor_id"], rec["seq"]), row_id)
                 new.append(rec)
             else:
                 status.triggers_replayed += 1
                 self.stats["triggers_replayed"] += 1
+                if self._unassociated_replay(rec, row_id):
+                    rescued.append(dict(rec, id=row_id))
         for port, seqs in acks.items():  # only now: the triggers are on disk
             link = self._links.get(port)
             if link is not None:
@@ -373,10 +376,47 @@ class Collector:
                 self._callback(self.on_trigger, rec)
             if self.associator is not None:
                 self._associate(rec)
+        for rec in rescued:
+            self._associate(rec)
 
     # -- association ----------------------------------------------------------
     def _associate(self, rec):
         self._run_associator(self.associator.push, rec)
+
+    def _remember_row(self, key, row_id):
+        self._trigger_rows[key] = row_id
+        if len(self._trigger_rows) > 200_000:
+            self._trigger_rows.popitem(last=False)
+
+    def _unassociated_replay(self, rec, row_id):
+        """True (and remembered) if a replayed trigger was stored but never reached
+        the associator: the collector died after its commit, before its ACK."""
+        key = (rec["sensor_id"], rec["seq"])
+        if self.associator is None or key in self._trigger_rows:
+            return False
+        linked = self.store.query("SELECT event_id FROM triggers WHERE id=?", (row_id,))
+        if linked and linked[0]["event_id"] is not None:
+            return False
+        self._remember_row(key, row_id)
+        return True
+
+    def _recover_pending(self):
+        """Push the stored triggers a previous run had not yet associated (within the
+        associator's late window of the newest onset) before any new one."""
+        live = getattr(self.associator, "associator", self.associator)
+        window_s = getattr(live, "late_window_s", 30.0)
+        try:
+            rows = self.store.unassociated_triggers(window_s)
+        except StoreError as exc:
+            _log(logging.ERROR, "pending triggers not recovered", error=str(exc))
+            return
+        for row in rows:
+            self._remember_row((row["sensor_id"], row["seq"]), row["id"])
+        if rows:
+            _log(logging.INFO, "re-associating stored triggers", count=len(rows),
+                 window_s=window_s)
+        for row in rows:
+            self._associate(row)
 
     def _flush_associator(self):
         if self.associator is not None:

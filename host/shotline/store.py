@@ -415,6 +415,18 @@ class Store:
             row.update(json.loads(row.pop("features")))
         return rows
 
+    def unassociated_triggers(self, window_s):
+        """Stored triggers in no event whose onset is within ``window_s`` of the newest
+        stored onset (oldest first, as ``triggers()``): what an associator still had
+        pending when the collector stopped."""
+        rows = self.query(
+            """SELECT * FROM triggers WHERE event_id IS NULL
+                 AND onset_utc_s >= (SELECT MAX(onset_utc_s) FROM triggers) - ?
+               ORDER BY onset_utc_s, sensor_id, seq""", (float(window_s),))
+        for row in rows:
+            row.update(json.loads(row.pop("features")))
+        return rows
+
     def heartbeats(self, *, sensor_id=None):
         sql, params = "SELECT * FROM heartbeats", ()
         if sensor_id is not None:
