@@ -22,7 +22,10 @@ def run(args):
     t0 = time.monotonic()
     rendering = render(scenario, progress=lambda done, total: warn(
         f"rendered sensor {done}/{total}") if not args.json else None)
-    manifest = write_rendering(rendering, args.out, args.format)
+    try:
+        manifest = write_rendering(rendering, args.out, args.format)
+    except OSError as exc:
+        raise CommandError(f"{args.out}: cannot write the rendering ({exc.strerror or exc})") from None
     summary = {
         "scenario": scenario.name, "manifest": str(manifest),
         "truth": str(manifest.with_name("truth.json")),
