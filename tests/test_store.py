@@ -174,3 +174,21 @@ def test_non_finite_feature_is_stored_as_null_not_refused(tmp_path):
         assert rows[1]["rise_s"] == 0.001 and rows[3]["rise_s"] == 0.002
         with pytest.raises(StoreError, match="not storable"):
             s.insert_triggers([trig(seq=4, thing=object())])
+
+
+def test_readonly_open_of_a_garbage_file_is_refused_and_closed(tmp_path, monkeypatch):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    opened = []
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        opened.append(real_connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
+    with pytest.raises(StoreError, match="not a usable"):
+        Store(junk, readonly=True)
+    assert len(opened) == 1
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("SELECT 1")

@@ -176,10 +176,10 @@ class Store:
             self._db.execute("PRAGMA foreign_keys=ON")
             if not readonly:
                 self.migrate()
+            version = self.schema_version
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StoreError(f"{self.path}: not a usable Shotline store ({exc})") from exc
-        version = self.schema_version
         if readonly and version < len(MIGRATIONS):
             self._db.close()
             raise StoreError(f"{self.path}: schema version {version}, expected {len(MIGRATIONS)}: "
