@@ -14,13 +14,18 @@ def signer(seed=1):
     return SigningKey(bytes([seed]) * 32)
 
 
-def envelope(sk, msg_type, body, counter):
-    """(command, counter, key_id, signature) exactly as the board decodes them."""
+UID = bytes.fromhex("e6613852834a2b21")     # the board under test
+OTHER_UID = bytes.fromhex("e6613852834a2b22")
+
+
+def envelope(sk, msg_type, body, counter, uid=UID):
+    """(command, counter, key_id, signature, uid) as the board decodes them, signed for ``uid``
+    and checked by board UID."""
     command = wire.command_bytes(msg_type, json.dumps(body).encode())
     key_id = auth.key_id_of(bytes(sk.verify_key))
-    sig = sk.sign(wire.signed_message(command, counter, key_id)).signature
+    sig = sk.sign(wire.signed_message(command, counter, key_id, uid)).signature
     body = wire.encode_signed(command, counter, key_id, sig)
-    return wire.decode_signed(body)
+    return wire.decode_signed(body) + (UID,)
 
 
 @pytest.fixture
@@ -41,6 +46,20 @@ def test_valid_signed_command_is_accepted(board):
     assert authz.counts["ok"] == 1
 
 
+def test_a_command_signed_for_another_board_is_refused(board):
+    """Binding to the board uid: a frame captured on board A's link does not run on B."""
+    authz_b, a, _ = board                                   # this authorizer is board UID
+    for_other = envelope(a, wire.REBOOT, {}, 5, uid=OTHER_UID)
+    assert authz_b.check(*for_other) == (False, "bad_signature")
+    assert authz_b.counts["bad_signature"] == 1 and authz_b.last_counter(for_other[2]) == -1
+    # board OTHER_UID (same key) accepts it; and UID still accepts its own, lower counter
+    other = auth.Authorizer([bytes(a.verify_key)], auth.default_verifier())
+    assert other.check(*for_other[:4], OTHER_UID) == (True, "ok")
+    assert authz_b.check(*envelope(a, wire.REBOOT, {}, 4)) == (True, "ok")
+    with pytest.raises(wire.WireError):
+        wire.signed_message(b"\x42{}", 1, b"k" * 8, b"")
+
+
 def test_replay_and_old_counters_are_refused_and_counted(board):
     authz, a, b = board
     first = envelope(a, wire.SNIPPET, {"trigger_seq": 5}, 10)
@@ -55,35 +74,35 @@ def test_replay_and_old_counters_are_refused_and_counted(board):
 
 def test_tampering_is_refused(board):
     authz, a, _ = board
-    command, counter, key_id, sig = envelope(a, wire.SNIPPET, {"trigger_seq": 5}, 3)
+    command, counter, key_id, sig, _ = envelope(a, wire.SNIPPET, {"trigger_seq": 5}, 3)
     changed = command.replace(b"5", b"6")
-    assert authz.check(changed, counter, key_id, sig) == (False, "bad_signature")
-    assert authz.check(command, counter + 1, key_id, sig) == (False, "bad_signature")
+    assert authz.check(changed, counter, key_id, sig, UID) == (False, "bad_signature")
+    assert authz.check(command, counter + 1, key_id, sig, UID) == (False, "bad_signature")
     bad = bytearray(sig)
     bad[40] ^= 0x10
-    assert authz.check(command, counter, key_id, bytes(bad)) == (False, "bad_signature")
+    assert authz.check(command, counter, key_id, bytes(bad), UID) == (False, "bad_signature")
     # a valid signature by a key that is not provisioned
     stranger = envelope(signer(9), wire.SNIPPET, {"trigger_seq": 5}, 3)
     assert authz.check(*stranger) == (False, "unknown_key")
     # an authorised key id with a stranger's signature
-    c, n, _, s = stranger
-    assert authz.check(c, n, key_id, s) == (False, "bad_signature")
+    c, n, _, s, _ = stranger
+    assert authz.check(c, n, key_id, s, UID) == (False, "bad_signature")
     assert authz.counts["bad_signature"] == 4 and authz.counts["unknown_key"] == 1
     # after all that, the genuine command still runs once
-    assert authz.check(command, counter, key_id, sig) == (True, "ok")
+    assert authz.check(command, counter, key_id, sig, UID) == (True, "ok")
 
 
 def test_malformed_too_long_unsigned_and_no_verifier(board):
     authz, a, _ = board
-    command, counter, key_id, sig = envelope(a, wire.CONFIG_SET, {"config": {}}, 1)
-    assert authz.check(command, counter, key_id, sig[:63]) == (False, "malformed")
-    assert authz.check(command, -1, key_id, sig) == (False, "malformed")
-    assert authz.check(b"", counter, key_id, sig) == (False, "malformed")
+    command, counter, key_id, sig, _ = envelope(a, wire.CONFIG_SET, {"config": {}}, 1)
+    assert authz.check(command, counter, key_id, sig[:63], UID) == (False, "malformed")
+    assert authz.check(command, -1, key_id, sig, UID) == (False, "malformed")
+    assert authz.check(b"", counter, key_id, sig, UID) == (False, "malformed")
     huge = envelope(a, wire.CONFIG_SET, {"config": {"x": "y" * 1100}}, 2)
     assert authz.check(*huge) == (False, "too_long")
     assert authz.refuse("unsigned") == (False, "unsigned")
     closed = auth.Authorizer([bytes(a.verify_key)], None)
-    assert closed.check(command, counter, key_id, sig) == (False, "no_verifier")
+    assert closed.check(command, counter, key_id, sig, UID) == (False, "no_verifier")
     assert authz.counts["malformed"] == 3 and authz.counts["too_long"] == 1
     assert authz.counts["unsigned"] == 1 and closed.counts["no_verifier"] == 1
 
@@ -151,11 +170,11 @@ def test_policy_under_real_micropython(micropython):
     key = bytes(a.verify_key)
     good = []
     for counter, seq in ((5, 1), (6, 2)):
-        command, n, key_id, sig = envelope(a, wire.SNIPPET, {"trigger_seq": seq}, counter)
+        command, n, key_id, sig, _ = envelope(a, wire.SNIPPET, {"trigger_seq": seq}, counter)
         good.append((command.hex(), n, key_id.hex(), sig.hex()))
-    valid = [(bytes.fromhex(s) + key + wire.signed_message(bytes.fromhex(c), n, bytes.fromhex(k))).hex()
+    valid = [(bytes.fromhex(s) + key + wire.signed_message(bytes.fromhex(c), n, bytes.fromhex(k), UID)).hex()
              for c, n, k, s in good]
-    sc, sn, sk, ss = envelope(stranger, wire.SNIPPET, {"trigger_seq": 1}, 7)
+    sc, sn, sk, ss, _ = envelope(stranger, wire.SNIPPET, {"trigger_seq": 1}, 7)
     script = f"""
 import binascii
 from shotline_fw import auth
@@ -165,15 +184,17 @@ def verify(sig, key, msg):
     return bytes(sig) + bytes(key) + bytes(msg) in VALID
 GOOD = {good!r}
 authz = auth.Authorizer([u({key.hex()!r})], verify)
+UID = u({UID.hex()!r})
 def env(i):
     c, n, k, s = GOOD[i]
-    return u(c), n, u(k), u(s)
+    return u(c), n, u(k), u(s), UID
 assert authz.check(*env(0)) == (True, "ok")
 assert authz.check(*env(0)) == (False, "replayed")
 assert authz.check(*env(1)) == (True, "ok")
-c, n, k, s = env(1)
-assert authz.check(c, n + 1, k, s) == (False, "bad_signature")
-assert authz.check(u({sc.hex()!r}), {sn}, u({sk.hex()!r}), u({ss.hex()!r})) == (False, "unknown_key")
+c, n, k, s, _ = env(1)
+assert authz.check(c, n, k, s, u({OTHER_UID.hex()!r})) == (False, "bad_signature")
+assert authz.check(c, n + 1, k, s, UID) == (False, "bad_signature")
+assert authz.check(u({sc.hex()!r}), {sn}, u({sk.hex()!r}), u({ss.hex()!r}), UID) == (False, "unknown_key")
 assert auth.Authorizer([u({key.hex()!r})], None).check(*env(1)) == (False, "no_verifier")
 assert authz.counts["ok"] == 2 and authz.counts["replayed"] == 1
 print("ok")

@@ -198,12 +198,12 @@ class Authorizer:
         self.key_id = bytes(verify_key)[:8]
         self.counter = 0
 
-    def check(self, command, counter, key_id, signature):
+    def check(self, command, counter, key_id, signature, uid):
         from nacl.exceptions import BadSignatureError
         if key_id != self.key_id:
             return False, "unknown key"
         try:
-            self.key.verify(wire.signed_message(command, counter, key_id), signature)
+            self.key.verify(wire.signed_message(command, counter, key_id, uid), signature)
         except BadSignatureError:
             return False, "bad signature"
         if counter <= self.counter:
@@ -219,9 +219,9 @@ def test_signed_commands_fail_closed_and_go_through_the_authorizer(tmp_path):
     b.advance(1)
     b.frames()
 
-    def signed(msg_type, body, counter, seq):
+    def signed(msg_type, body, counter, seq, uid=b.unique_id):
         cmd = wire.command_bytes(msg_type, wire.dumps(body))
-        sig = key.sign(wire.signed_message(cmd, counter, bytes(key.verify_key)[:8])).signature
+        sig = key.sign(wire.signed_message(cmd, counter, bytes(key.verify_key)[:8], uid)).signature
         b.command(wire.SIGNED, wire.encode_signed(cmd, counter, bytes(key.verify_key)[:8], sig), seq)
         b.advance(0.05)
         (r,) = [f for f in b.frames() if f.type == wire.RESPONSE]
@@ -238,6 +238,9 @@ def test_signed_commands_fail_closed_and_go_through_the_authorizer(tmp_path):
     assert r["ok"] and r["applied"] == "at next boot"
     assert json.loads((tmp_path / "config.json").read_text())["heartbeat_s"] == 5
     assert signed(wire.CONFIG_SET, {"config": {"heartbeat_s": 6}}, 2, 13)["error"] == "replayed counter"
+    other_board = b"\x01" + b.unique_id[1:]          # signed for another board's uid
+    assert signed(wire.CONFIG_SET, {"config": {"heartbeat_s": 7}}, 9, 16,
+                  uid=other_board)["error"] == "bad signature"
     r = signed(wire.CONFIG_SET, {"config": {"sample_rate_hz": 3}}, 3, 14)
     assert r["status"] == "bad_request" and "sample_rate_hz" in r["error"]
     assert signed(wire.SNIPPET, {"trigger_seq": 1}, 4, 15)["status"] == "unknown_command"

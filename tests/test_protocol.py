@@ -105,11 +105,17 @@ def test_signed_envelope_round_trip_and_signature_with_nacl():
     key_id = bytes(key.verify_key)[:8]
     cmd = wire.command_bytes(wire.CONFIG_SET, wire.dumps({"config": {"heartbeat_s": 5}}))
     counter = 2**40 + 5
-    sig = key.sign(wire.signed_message(cmd, counter, key_id)).signature
+    uid = bytes.fromhex("e6613852834a2b21")
+    sig = key.sign(wire.signed_message(cmd, counter, key_id, uid)).signature
     body = wire.encode_signed(cmd, counter, key_id, sig)
     got_cmd, got_counter, got_key, got_sig = wire.decode_signed(body)
     assert (got_cmd, got_counter, got_key, got_sig) == (cmd, counter, key_id, sig)
-    key.verify_key.verify(wire.signed_message(got_cmd, got_counter, got_key), got_sig)
+    key.verify_key.verify(wire.signed_message(got_cmd, got_counter, got_key, uid), got_sig)
+    # bound to the board: the same frame does not verify for another uid
+    from nacl.exceptions import BadSignatureError
+    with pytest.raises(BadSignatureError):
+        key.verify_key.verify(wire.signed_message(got_cmd, got_counter, got_key, uid[:7] + b"\x22"),
+                              got_sig)
     assert wire.split_command(got_cmd) == (wire.CONFIG_SET, cmd[1:])
     with pytest.raises(wire.WireError):
         wire.encode_signed(cmd, 1, b"short", sig)

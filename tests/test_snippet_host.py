@@ -128,7 +128,7 @@ def test_unsigned_forged_and_replayed_requests_are_refused(sensor, keydir, tmp_p
         snippet.fetch(BoardLink(board), keys.Signer.load(tmp_path / "intruder"), seq)
     assert exc.value.reason == "unknown_key"
     signer = keys.Signer.load(keydir)
-    body = signer.sign(wire.SNIPPET, json.dumps({"trigger_seq": seq}).encode())
+    body = signer.sign(wire.SNIPPET, json.dumps({"trigger_seq": seq}).encode(), board.unique_id)
     board.command(wire.SIGNED, body, seq=8)
     board.advance(5.0)
     assert [f for f in board.frames() if f.type == wire.RESPONSE and f.ref == 8][0].json()["ok"]
@@ -140,6 +140,25 @@ def test_unsigned_forged_and_replayed_requests_are_refused(sensor, keydir, tmp_p
     # an authorised request for a trigger that does not exist
     with pytest.raises(snippet.SnippetRefused, match="unknown_trigger"):
         snippet.fetch(BoardLink(board), signer, seq + 1000)
+
+
+def test_a_request_signed_for_another_board_is_refused(sensor, keydir):
+    """A SIGNED frame captured on board A's link (same key, fresh counter) does not run on
+    this board: the signature covers the target uid.  fetch signs for the uid in HELLO."""
+    board, _, _, _ = sensor
+    seq = triggers(board)[0]["seq"]
+    signer = keys.Signer.load(keydir)
+    board_a = bytes(b ^ 0xFF for b in board.unique_id)
+    for_a = signer.sign(wire.SNIPPET, json.dumps({"trigger_seq": seq}).encode(), board_a)
+    board.command(wire.SIGNED, for_a, seq=8)
+    board.advance(0.5)
+    answer = [f.json() for f in board.frames() if f.type == wire.RESPONSE and f.ref == 8]
+    assert answer == [{"ok": False, "status": "unauthorized", "error": "bad_signature"}]
+    assert board.app.health()["audio"]["auth"] == {"bad_signature": 1}
+    assert snippet.board_uid(BoardLink(board)) == board.unique_id.hex()
+    snip = snippet.fetch(BoardLink(board), signer, seq)               # signed for this board
+    assert len(snip.samples) == 6 * RATE_HZ
+    assert board.app.health()["audio"]["auth"] == {"bad_signature": 1, "ok": 1}
 
 
 def test_corrupted_chunk_is_detected(sensor, keydir):
@@ -208,7 +227,8 @@ def test_keys_command_replaces_keys_only_when_signed(sensor, keydir, tmp_path):
     board.command(wire.KEYS, json.loads(body), seq=3)
     board.advance(0.1)
     assert [f.json()["status"] for f in board.frames() if f.ref == 3] == ["unauthorized"]
-    board.command(wire.SIGNED, keys.Signer.load(keydir).sign(wire.KEYS, body.encode()), seq=4)
+    board.command(wire.SIGNED, keys.Signer.load(keydir).sign(wire.KEYS, body.encode(),
+                                                                board.unique_id), seq=4)
     board.advance(0.1)
     answer = [f.json() for f in board.frames() if f.ref == 4][0]
     assert answer["ok"] and answer["key_ids"] == [new["key_id"]]

@@ -23,7 +23,7 @@ Plug-in points (the privacy engineer's modules):
 
 - ``app.audio_sink``: if set, ``audio_sink.write(block, first_sample_index)``
   gets every captured int16 block (the ring array: copy what you keep).
-- ``app.authorizer``: ``check(command, counter, key_id, signature) -> (ok, reason)``;
+- ``app.authorizer``: ``check(command, counter, key_id, signature, uid) -> (ok, reason)``;
   without one, signed commands are refused and counted (``signed_refused``).
 - ``app.handlers[msg_type] = fn``: ``fn(app, seq, body) -> dict or None``;
   a dict is sent as the RESPONSE to command frame ``seq`` (``ok``/``status``
@@ -409,7 +409,8 @@ class App:
                 self.respond(frame.seq, {"ok": False, "status": "unauthorized",
                                          "error": "no authorizer installed: signed commands refused"})
                 return
-            ok, reason = self.authorizer.check(command, counter, key_id, signature)
+            ok, reason = self.authorizer.check(command, counter, key_id, signature,
+                                               self.hw.unique_id)
             if not ok:
                 self.signed_refused += 1
                 self.respond(frame.seq, {"ok": False, "status": "unauthorized", "error": reason})

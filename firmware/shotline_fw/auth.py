@@ -1,9 +1,11 @@
 """Signed-command authorizer: key store, monotonic counters, replay refusal, counting.
 
 Valid MicroPython and CPython.  The board app calls
-``authorizer.check(command, counter, key_id, signature) -> (ok, reason)`` for
-every command that arrives in a SIGNED envelope (``wire.decode_signed``).
-The signature is Ed25519 over ``wire.signed_message(command, counter, key_id)``.
+``authorizer.check(command, counter, key_id, signature, uid) -> (ok, reason)``
+for every command that arrives in a SIGNED envelope (``wire.decode_signed``),
+with ``uid`` its own ``hw.unique_id``.  The signature is Ed25519 over
+``wire.signed_message(command, counter, key_id, uid)``, so a frame signed for
+another board fails as ``bad_signature``.
 
 Policy, in order (first failure wins, every refusal is counted by reason):
 
@@ -167,19 +169,21 @@ class Authorizer:
         self.counts[reason] = self.counts.get(reason, 0) + 1
         return False, reason
 
-    def check(self, command, counter, key_id, signature):
-        """``(True, "ok")`` if the command may run, else ``(False, reason)``."""
+    def check(self, command, counter, key_id, signature, uid):
+        """``(True, "ok")`` if the command, signed for board ``uid`` (bytes), may run here,
+        else ``(False, reason)``."""
         if self.verify is None:
             return self.refuse("no_verifier")
         if not self._counters_ok:
             return self.refuse("counter_store_error")
         if len(signature) != wire.SIGNATURE_N or not 0 <= counter <= _U64_MAX \
-                or len(key_id) != wire.KEY_ID_N or not command:
+                or len(key_id) != wire.KEY_ID_N or not command \
+                or not 0 < len(uid) <= wire.UID_MAX_N:
             return self.refuse("malformed")
         key = self._keys.get(bytes(key_id))
         if key is None:
             return self.refuse("unknown_key")
-        message = wire.signed_message(command, counter, key_id)
+        message = wire.signed_message(command, counter, key_id, uid)
         if len(message) > MAX_MESSAGE_BYTES:
             return self.refuse("too_long")
         try:

@@ -348,7 +348,8 @@ _SIGNED_HEAD = "<Q8s64s"   # counter, key_id, signature
 _SIGNED_HEAD_N = const(80)
 KEY_ID_N = const(8)
 SIGNATURE_N = const(64)
-SIGNING_DOMAIN = b"shotline-cmd-v1"
+SIGNING_DOMAIN = b"shotline-cmd-v2"
+UID_MAX_N = const(255)
 
 
 def command_bytes(msg_type, body):
@@ -356,9 +357,17 @@ def command_bytes(msg_type, body):
     return bytes((msg_type,)) + bytes(body)
 
 
-def signed_message(command, counter, key_id):
-    """What the key signs: domain | counter u64 LE | key_id | command bytes."""
-    return SIGNING_DOMAIN + struct.pack("<Q", counter) + bytes(key_id) + bytes(command)
+def signed_message(command, counter, key_id, uid):
+    """What the key signs: domain | uid length u8 | uid | counter u64 LE | key_id | command.
+
+    ``uid`` is the target board's unique id (bytes, HELLO ``uid`` in hex): a
+    command signed for one board does not verify on any other.
+    """
+    uid = bytes(uid)
+    if not 0 < len(uid) <= UID_MAX_N:
+        raise WireError("board uid must be 1..255 bytes")
+    return (SIGNING_DOMAIN + bytes((len(uid),)) + uid + struct.pack("<Q", counter)
+            + bytes(key_id) + bytes(command))
 
 
 def encode_signed(command, counter, key_id, signature):

@@ -10,7 +10,8 @@ A key directory (``--keys DIR``, ``$SHOTLINE_KEYS``, or
   counter not greater than the last one they accepted from this key).
 
 A signed command is ``wire.encode_signed(command, counter, key_id, signature)``
-with the signature over ``wire.signed_message(command, counter, key_id)``.
+with the signature over ``wire.signed_message(command, counter, key_id, uid)``:
+it is bound to the one board whose unique id is ``uid`` (HELLO ``uid``).
 Counters are microseconds since the Unix epoch (at least last + 1), so a
 fresh key directory restored from backup still moves forward.
 
@@ -20,7 +21,7 @@ Example::
     >>> d = tempfile.mkdtemp()
     >>> info = generate(d)
     >>> signer = Signer.load(d)
-    >>> body = signer.sign(wire.SNIPPET, b'{"trigger_seq": 3}')
+    >>> body = signer.sign(wire.SNIPPET, b'{"trigger_seq": 3}', "e66138528334")
     >>> wire.decode_signed(body)[2] == signer.key_id
     True
 """
@@ -148,9 +149,11 @@ class Signer:
         finally:
             os.close(fd)
 
-    def sign(self, msg_type, body, counter=None):
-        """SIGNED envelope body for command ``msg_type`` with ``body`` (bytes)."""
+    def sign(self, msg_type, body, uid, counter=None):
+        """SIGNED envelope body for command ``msg_type`` with ``body`` (bytes), valid only
+        on the board whose unique id is ``uid`` (bytes, or hex as in its HELLO)."""
+        uid = bytes.fromhex(uid) if isinstance(uid, str) else bytes(uid)
         command = wire.command_bytes(msg_type, body)
         counter = self.next_counter() if counter is None else counter
-        sig = self._sk.sign(wire.signed_message(command, counter, self.key_id)).signature
+        sig = self._sk.sign(wire.signed_message(command, counter, self.key_id, uid)).signature
         return wire.encode_signed(command, counter, self.key_id, sig)

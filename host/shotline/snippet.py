@@ -66,16 +66,36 @@ class Snippet:
         return len(self.samples) / self.sample_rate_hz
 
 
-def fetch(link, signer, trigger_seq, *, sensor_id=None, timeout_s=20.0):
+def board_uid(link, timeout_s=3.0):
+    """The unique id (hex) of the board on ``link``, from its answer to a HELLO."""
+    from shotline.link import LinkTimeout
+
+    seq = link.next_seq()
+    link.write(wire.encode_frame(wire.HELLO, seq, b"{}"))
+    try:
+        frame = link.wait_for(lambda f: f.ref == seq and f.type == wire.HELLO, timeout_s)
+    except LinkTimeout as exc:
+        raise SnippetError(f"no HELLO from the board: {exc}") from None
+    uid = frame.json().get("uid")
+    try:
+        bytes.fromhex(uid)
+    except (TypeError, ValueError):
+        raise SnippetError(f"board HELLO has no valid uid: {uid!r}") from None
+    return uid
+
+
+def fetch(link, signer, trigger_seq, *, sensor_id=None, uid=None, timeout_s=20.0):
     """Request the snippet of ``trigger_seq`` over ``link`` (open ``Link``); returns ``Snippet``.
 
-    ``timeout_s`` bounds the wait for each next frame (seconds, monotonic).
-    Raises SnippetRefused when the sensor says no, SnippetError on a bad or
-    incomplete transfer.
+    The request is signed for the board's unique id ``uid`` (hex; asked with a
+    HELLO when None), so it is valid on no other board.  ``timeout_s`` bounds
+    the wait for each next frame (seconds, monotonic).  Raises SnippetRefused
+    when the sensor says no, SnippetError on a bad or incomplete transfer.
     """
     from shotline.link import LinkTimeout
 
-    body = signer.sign(wire.SNIPPET, json.dumps({"trigger_seq": int(trigger_seq)}).encode())
+    uid = board_uid(link, min(timeout_s, 3.0)) if uid is None else uid
+    body = signer.sign(wire.SNIPPET, json.dumps({"trigger_seq": int(trigger_seq)}).encode(), uid)
     seq = link.next_seq()
     link.write(wire.encode_frame(wire.SIGNED, seq, body))
     chunks = {}
