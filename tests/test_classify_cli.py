@@ -133,3 +133,22 @@ def test_classify_command_priors_lower_the_gunshot_probability(tmp_path, capsys)
     assert rare["gunshot"] < equal["gunshot"]
     assert main(["classify", "--prior", "dragon=0.5", str(src)]) == 2
     assert "unknown class" in capsys.readouterr().err
+
+
+def test_classify_command_warns_about_malformed_events_and_still_writes_them(tmp_path, capsys):
+    src = tmp_path / "events.jsonl"
+    src.write_text(_event_line(100.0) + "\n" + '{"triggers": "x"}\n')
+    assert main(["classify", "--json", str(src)]) == 1
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert [o["classification"]["class"] == "unknown" for o in out] == [False, True]
+    assert out[1]["triggers"] == "x"  # written, nothing lost
+    assert "line 2: bad event" in captured.err and "bad event" not in captured.out.split("\n")[0]
+
+
+@pytest.mark.parametrize("prior", ["gunshot=0", "gunshot=1.5", "gunshot=-0.1", "gunshot=nan"])
+def test_classify_command_refuses_prior_shares_outside_0_1(tmp_path, capsys, prior):
+    src = tmp_path / "events.jsonl"
+    src.write_text(_event_line(42.0) + "\n")
+    assert main(["classify", "--prior", prior, str(src)]) == 2
+    assert "(0, 1]" in capsys.readouterr().err

@@ -18,7 +18,9 @@ def add_arguments(parser):
 
 
 def _read(stream):
-    events, bad = [], 0
+    """``(events, line_numbers, bad)`` from JSON lines; a line that is no JSON object is
+    warned about and counted as bad."""
+    events, lines, bad = [], [], 0
     for n, line in enumerate(stream, 1):
         if not line.strip():
             continue
@@ -31,7 +33,8 @@ def _read(stream):
             bad += 1
             continue
         events.append(obj)
-    return events, bad
+        lines.append(n)
+    return events, lines, bad
 
 
 def _priors(items):
@@ -42,8 +45,8 @@ def _priors(items):
             priors[name.strip()] = float(share)
         except ValueError:
             raise CommandError(f"--prior wants CLASS=SHARE, got {item!r}") from None
-        if not priors[name.strip()] > 0:
-            raise CommandError(f"--prior share must be > 0, got {item!r}")
+        if not 0 < priors[name.strip()] <= 1:
+            raise CommandError(f"--prior share must be in (0, 1], got {item!r}")
     return priors
 
 
@@ -56,7 +59,7 @@ def run(args):
     except OSError as exc:
         raise CommandError(f"cannot read {args.input}: {exc.strerror}") from None
     with stream:
-        events, bad = _read(stream)
+        events, lines, bad = _read(stream)
     model_failed = False
     try:
         model = load_model(args.model)
@@ -69,8 +72,12 @@ def run(args):
         warn(f"{exc}; every event is classified 'unknown'")
         model_failed = True
         results = [Classification.unknown(exc) for _ in events]
-    for event, result in zip(events, results):
+    for n, event, result in zip(lines, events, results):
         d = result.to_dict()
+        error = d["reasons"][0].get("error", "") if d["reasons"] else ""
+        if not model_failed and error.startswith("bad event"):
+            warn(f"line {n}: {error}; written with class 'unknown'")
+            bad += 1
         p = result.probability
         reasons = ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in d["reasons"]
                             if "feature" in r) or d["reasons"][0].get("error", "")
