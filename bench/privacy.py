@@ -180,7 +180,7 @@ def verify_time(n=300):
     sk = SigningKey(bytes(range(32)))
     key = bytes(sk.verify_key)
     msg = wire.signed_message(wire.command_bytes(wire.SNIPPET, b'{"trigger_seq": 123}'), 7,
-                              auth.key_id_of(key))
+                              auth.key_id_of(key), bytes(8))
     sig = sk.sign(msg).signature
     assert lib.verify_ed25519(sig, key, msg, len(msg)) == lib.VERIFY_OK
     t0 = time.perf_counter()
