@@ -20,6 +20,7 @@ import numpy as np
 
 KELVIN_0C = 273.15
 STANDARD_PRESSURE_KPA = 101.325
+DEFAULT_TEMPERATURE_C = 15.0  # ISO standard atmosphere at sea level: when no reading is given
 CO2_MOLE_FRACTION = 0.0004  # present-day atmosphere (Cramer used 0.000314)
 
 # Cramer (1993) eq. 15 coefficients a0..a15 (t in °C, p in Pa).

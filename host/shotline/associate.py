@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from shotline.acoustics import speed_of_sound_m_s
+from shotline.acoustics import DEFAULT_TEMPERATURE_C, speed_of_sound_m_s
 from shotline.associate_search import best_sources
 from shotline.locate import locate
 from shotline.timeutil import format_utc
@@ -213,7 +213,7 @@ class Associator:
     ``2 * max_range_m / c``.
     """
 
-    def __init__(self, *, temperature_c=15.0, tolerance_s=0.02, max_range_m=1000.0,
+    def __init__(self, *, temperature_c=DEFAULT_TEMPERATURE_C, tolerance_s=0.02, max_range_m=1000.0,
                  min_sensors=4, max_delay_s=0.0, late_window_s=30.0, outlier_window_s=0.25,
                  search_tolerance_s=None, nearest_fraction=0.5, echo_ratio=0.5, echo_drop_db=6.0,
                  max_ellipse_m=None, reverb_s=1.0, source_up_m=None,

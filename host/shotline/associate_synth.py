@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shotline.acoustics import speed_of_sound_m_s
+from shotline.acoustics import DEFAULT_TEMPERATURE_C, speed_of_sound_m_s
 from shotline.associate import Trigger
 
 
@@ -54,7 +54,7 @@ def grid_sensors(n_sensors, side_m, rng, jitter=0.35, height_m=(3.0, 20.0)):
 
 def make_scene(sensors, *, n_impulses, duration_s, rng, t0_s=1.7e9, heard=(3, 15),
                echo_fraction=0.2, miss_fraction=0.02, timing_sigma_s=100e-6,
-               echo_delay_s=(0.01, 0.5), temperature_c=15.0, sources_m=None, t_emit_s=None):
+               echo_delay_s=(0.01, 0.5), temperature_c=DEFAULT_TEMPERATURE_C, sources_m=None, t_emit_s=None):
     """Random impulses over the sensors' extent (or at ``sources_m`` / ``t_emit_s``).
 
     Each impulse is heard directly by its nearest ``k`` sensors, ``k`` uniform

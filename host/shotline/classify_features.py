@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from shotline_fw.config import DEFAULTS as _SENSOR_DEFAULTS
+from shotline.acoustics import DEFAULT_TEMPERATURE_C
+from shotline.acoustics import STANDARD_PRESSURE_KPA as DEFAULT_PRESSURE_KPA
 
 # RMS SPL of a full-scale sine (INMP441: -26 dBFS at 94 dB SPL -> 120 dB SPL).
 FULL_SCALE_DB_SPL = float(_SENSOR_DEFAULTS["full_scale_db_spl"])
@@ -64,9 +66,7 @@ def _band_centres_hz():
 # Representative frequencies of the detector's bands (about 316, 1000, 2828 Hz).
 BAND_CENTRES_HZ = _band_centres_hz()
 
-DEFAULT_TEMPERATURE_C = 15.0
 DEFAULT_RELATIVE_HUMIDITY_PCT = 70.0
-DEFAULT_PRESSURE_KPA = 101.325
 
 # Burst grouping: impulses from within BURST_RADIUS_M of each other, each no
 # more than BURST_GAP_S after the previous one.

@@ -56,11 +56,11 @@ from dataclasses import replace as _replace
 
 import numpy as np
 
+from shotline.acoustics import DEFAULT_TEMPERATURE_C
 from shotline.acoustics import speed_of_sound_m_s as _speed_of_sound
 
 MODES = ("2d", "2.5d", "3d")
 STATUSES = ("ok", "ambiguous", "degenerate", "insufficient")
-DEFAULT_TEMPERATURE_C = 20.0
 DEFAULT_TIMING_SIGMA_S = 100e-6  # ShotSpotter's measured pulse-time sigma (Tech Note 098)
 DEFAULT_GATE_S = 2e-3            # consistency gate when no timing sigma is given
 GATE_SIGMAS = 4.0

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from shotline.acoustics import DEFAULT_TEMPERATURE_C
 from shotline.associate import Trigger, associate
 from shotline.timeutil import parse_utc
 
@@ -68,7 +69,7 @@ def parse_manifest(doc, base_dir):
     if not isinstance(doc, dict) or not isinstance(doc.get("recordings"), list) or not doc["recordings"]:
         raise ManifestError('manifest must be an object with a non-empty "recordings" list')
     try:
-        temperature_c = float(doc.get("temperature_c", 15.0))
+        temperature_c = float(doc.get("temperature_c", DEFAULT_TEMPERATURE_C))
     except (TypeError, ValueError):
         raise ManifestError("temperature_c must be a number") from None
     if not math.isfinite(temperature_c):

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 
+from shotline.acoustics import DEFAULT_TEMPERATURE_C
 from shotline.cli import CommandError, emit
 from shotline.timeutil import format_utc
 
@@ -21,7 +22,7 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     p.add_argument("--no-associate", action="store_true",
                    help="only store triggers; do not associate and locate")
-    p.add_argument("--temperature-c", type=float, default=15.0,
+    p.add_argument("--temperature-c", type=float, default=DEFAULT_TEMPERATURE_C,
                    help="air temperature for the speed of sound (default %(default)s)")
     p.add_argument("--min-sensors", type=int, default=4, help="fewest sensors per event (default 4)")
     p.add_argument("--max-range-m", type=float, default=1000.0,
