@@ -172,6 +172,25 @@ def test_overruns_are_counted_and_time_survives(tmp_path):
     assert abs(t["onset_sample"] - 9.0 * 16000) < 16
 
 
+@pytest.mark.parametrize("stall_s", [8.87, 8.88, 8.9, 8.91])
+def test_an_overrun_during_or_just_after_a_pulse_keeps_its_onset(tmp_path, stall_s):
+    """The main loop stalls while the pulse at 9.0 s is in the capture ring (mid-pulse
+    at 8.87-8.88 s, just after it at 8.9-8.91 s): the blocks after it are lost, and the
+    trigger completes only after the gap.  Its indices must keep the pre-gap offset."""
+    b = board(tmp_path, impulses(16000, 12, [9.0]))
+    b.advance(stall_s)
+    b.polling = False
+    b.advance(0.3)
+    b.polling = True
+    b.advance(2.5)
+    assert b.app.detection.gap_samples > 2000
+    found = list(triggers(b.frames()).values())
+    for t in found:
+        assert abs(t["onset_sample"] - 9.0 * 16000) < 16, t["onset_sample"] - 9.0 * 16000
+    if stall_s >= 8.9:                      # the whole pulse was captured: it is reported
+        assert len(found) == 1
+
+
 def test_invalid_config_enters_safe_mode_and_says_why(tmp_path):
     fakehw.write_config(tmp_path, sensor_id="T1", lat_deg=40.0, lon_deg=-80.0, alt_m=1.0,
                         sample_rate_hz=44100.5)

@@ -266,7 +266,7 @@ def test_detection_unpacks_raw_triggers_and_shifts_by_gaps():
     class Engine:
         def process(self, block, out):
             if len(block) and block[0] == 1:
-                out[0:RAW_N] = array.array("q", [10, 8, 12, 1 << 40, 1 << 30, 5, 32768, 1000, 65536 * 20,
+                out[0:RAW_N] = array.array("q", [74, 72, 76, 1 << 40, 1 << 30, 5, 32768, 1000, 65536 * 20,
                                                  65536 * 400, 65536 * 100, 30, 60, 640, 0])
                 return 1
             return 0
@@ -277,8 +277,41 @@ def test_detection_unpacks_raw_triggers_and_shifts_by_gaps():
     d = Detection(Engine(), 16000)
     assert d.process(array.array("h", [0] * 64), 0) == []
     (f,) = d.process(array.array("h", [1] * 64), 128)          # 64 samples lost before
-    assert d.gap_samples == 64 and f["onset_sample"] == 74 and f["onset_frac"] == 0.5
+    assert d.gap_samples == 64 and f["onset_sample"] == 138 and f["onset_frac"] == 0.5
     assert set(wire.FEATURES) <= set(f)
+
+
+def test_detection_maps_indices_from_before_a_gap_with_the_old_offset():
+    from shotline_fw.detector import MAX_GAPS, RAW_N, Detection
+
+    class Engine:
+        """Emits, in the block after the gap, a trigger with onset 100 and peak 120 (before
+        the gap at engine index 128) and trigger sample 130 (after it)."""
+        n = 0
+
+        def process(self, block, out):
+            self.n += len(block)
+            if self.n == 192:
+                out[0:RAW_N] = array.array("q", [100, 130, 120, 1 << 40, 1 << 30, 5, 0, 1000,
+                                                 65536 * 20, 65536 * 400, 65536 * 100, 30, 60,
+                                                 640, 0])
+                return 1
+            return 0
+
+        def dropped(self):
+            return 0
+
+    d = Detection(Engine(), 16000)
+    d.process(array.array("h", [0] * 64), 0)
+    d.process(array.array("h", [0] * 64), 64)
+    (f,) = d.process(array.array("h", [1] * 64), 128 + 1000)      # 1000 samples lost
+    assert f["onset_sample"] == 100 and f["trigger_s"] == 1130 / 16000
+    assert abs(f["rise_time_s"] - 20 / 16000) < 1e-9
+    assert d.board_index(127) == 127 and d.board_index(128) == 1128
+    for k in range(MAX_GAPS + 3):                  # more gaps: the ring keeps the newest
+        d.process(array.array("h", [0] * 64), d._fed + d._offset + 10)
+    assert d.board_index(d._fed - 1) == d._fed - 1 + d._offset
+    assert d.board_index(d._fed - 64 - 1) == d._fed - 64 - 1 + d._offset - 10
 
 
 def test_docstring_examples_run():
