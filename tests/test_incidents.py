@@ -5,13 +5,13 @@ import pytest
 
 from shotline.cli import main
 from shotline.geo import LocalFrame
-from shotline.incidents import (IncidentError, audit_trail, get_incident, list_incidents,
-                                record_incident, set_status, should_alert)
+from shotline.incidents import (MIN_ALERT_SENSORS, IncidentError, audit_trail, get_incident,
+                                list_incidents, record_incident, set_status, should_alert)
 from shotline.store import Store
 
 BASE = {"time_utc_s": 1_783_206_000.0, "lat_deg": 40.452, "lon_deg": -79.98, "alt_m": 280.0,
         "ellipse_major_m": 30.0, "ellipse_minor_m": 10.0, "ellipse_azimuth_deg": 45.0,
-        "sensors": ["S01", "S02", "S03", "S04"], "n_shots": 3}
+        "sensors": ["S01", "S02", "S03", "S04", "S05"], "n_shots": 3}
 
 
 def _store(tmp_path):
@@ -68,7 +68,7 @@ def test_status_changes_are_audited_in_order(tmp_path):
 
 
 def test_alert_threshold():
-    heard = {"sensors": ["S1", "S2", "S3", "S4"]}
+    heard = {"sensors": ["S1", "S2", "S3", "S4", "S5"]}
     assert should_alert(heard)
     assert should_alert({**heard, "class": "gunshot", "probability": 0.7}, threshold=0.7)
     assert not should_alert({**heard, "class": "gunshot", "probability": 0.69}, threshold=0.7)
@@ -214,8 +214,9 @@ def test_dismissing_an_alerted_incident_writes_a_cap_cancel_referring_to_the_ale
 
 
 def test_too_few_sensors_are_recorded_but_not_alerted(tmp_path):
-    four = {**BASE, "uid": "ev-4"}
+    four = {**BASE, "uid": "ev-4", "sensors": ["S01", "S02", "S03", "S04"]}
     assert should_alert(four, min_sensors=4) and not should_alert(four, min_sensors=5)
+    assert MIN_ALERT_SENSORS == 5 and not should_alert(four)  # the collector's and demo's policy
     assert not should_alert({**four, "class": "gunshot", "probability": 0.99}, min_sensors=5)
     store = _store(tmp_path)
     assert record_incident(store, four, min_sensors=5)["alert"] is False

@@ -68,10 +68,11 @@ BAND_CENTRES_HZ = _band_centres_hz()
 
 DEFAULT_RELATIVE_HUMIDITY_PCT = 70.0
 
-# Burst grouping: impulses from within BURST_RADIUS_M of each other, each no
-# more than BURST_GAP_S after the previous one.
-BURST_GAP_S = 2.0
-BURST_RADIUS_M = 40.0
+# Burst rhythm feature: impulses from within RHYTHM_RADIUS_M of each other (one
+# shooter's place, tighter than an incident's shotline.incidents.BURST_RADIUS_M),
+# each no more than RHYTHM_GAP_S after the previous one, are one burst.
+RHYTHM_GAP_S = 2.0
+RHYTHM_RADIUS_M = 40.0
 
 # (name, needs): needs is "" (always available), "location" or "burst".
 FEATURES = (
@@ -280,7 +281,7 @@ def event_features(reports, source_position_m=None, location_error_m=math.nan,
     return f
 
 
-def group_bursts(times_s, positions_m, gap_s=BURST_GAP_S, radius_m=BURST_RADIUS_M):
+def group_bursts(times_s, positions_m, gap_s=RHYTHM_GAP_S, radius_m=RHYTHM_RADIUS_M):
     """Burst label per event: same place, each within ``gap_s`` of the last.
 
     ``positions_m``: per event a 3-vector (ENU m) or ``None``; an event with no

@@ -27,19 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from shotline.incidents import BURST_GAP_S, BURST_RADIUS_M, MIN_ALERT_SENSORS
 from shotline.simulate.sources import KINDS
 from shotline.timeutil import format_utc
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo-night.json"
-BURST_GAP_S = 2.0           # events at one place closer than this in time are one incident
 AGREE_M = 20.0              # shots of one burst located this close agree on its place
-BURST_RADIUS_M = 200.0      # ... and closer than this in space (a burst's echoes can make
-                            # phantom fixes ~100 m off; a dispatcher wants one incident)
 MATCH_WINDOW_S = 0.15       # an event matches a true impulse emitted within this time
 LOCATED_WITHIN_M = 25.0     # Tech Note 098's real-time criterion
 DETECT_EARLY_S, DETECT_LATE_S = 0.005, 0.010   # a trigger this close to a true arrival heard it
 MIN_SENSORS = 4             # a shot heard by this many sensors can be located
-ALERT_MIN_SENSORS = 5       # fewer: recorded for review, not alerted (see incidents.should_alert)
 MISLOCATED_M = 100.0        # an alert this far from what it heard sends a patrol to the wrong block
 SENSOR_PATHS = {
     "virtual": "virtual sensors (the real firmware app on simulated hardware) on "
@@ -416,7 +413,7 @@ def run_virtual(store, rendering, night, live, progress, deliver, speed, step_s=
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, min_sensors=ALERT_MIN_SENSORS,
+def run_demo(out_dir, scenario=DEFAULT_SCENARIO, *, threshold=0.5, min_sensors=MIN_ALERT_SENSORS,
              webhook=True, path="virtual", speed=16.0, say=print, progress=None):
     """Run the night; returns the summary dict (also written to ``summary.json``).
 

@@ -36,6 +36,8 @@ import os
 import threading
 from pathlib import Path
 
+from shotline.incidents import BURST_GAP_S, BURST_RADIUS_M, MIN_ALERT_SENSORS
+
 log = logging.getLogger("shotline.incidents")
 
 
@@ -88,7 +90,7 @@ class IncidentPipeline:
     """
 
     def __init__(self, store, frame=None, *, model=None, alerter=None, threshold=0.5,
-                 min_sensors=5, gap_s=2.0, radius_m=200.0, agree_m=20.0, decision_s=0.0,
+                 min_sensors=MIN_ALERT_SENSORS, gap_s=BURST_GAP_S, radius_m=BURST_RADIUS_M, agree_m=20.0, decision_s=0.0,
                  temperature_c=None, relative_humidity_pct=None, extra=None, geojson_path=None,
                  uid_prefix="ev", by="shotline", on_incident=None):
         if not 0.0 <= threshold <= 1.0:

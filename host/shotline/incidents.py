@@ -28,6 +28,12 @@ import math
 import time
 
 STATUSES = ("new", "reviewed", "dismissed", "dispatched")
+
+# The incident policy the collector and the demo use (their CLI defaults).
+BURST_GAP_S = 2.0          # located events at one place closer than this in time: one incident
+BURST_RADIUS_M = 200.0     # ... and closer than this in space (a burst's echoes can make
+                           # phantom fixes ~100 m off; a dispatcher wants one incident)
+MIN_ALERT_SENSORS = 5      # fewer: recorded for review, not alerted (see should_alert)
 ALERT_CLASS = "gunshot"
 UNKNOWN_CLASS = "unknown"   # no usable model, or the classifier failed on the event
 
@@ -89,7 +95,7 @@ class IncidentError(ValueError):
     """An incident record or status change that cannot be accepted."""
 
 
-def should_alert(incident, threshold=0.5, min_sensors=3):
+def should_alert(incident, threshold=0.5, min_sensors=MIN_ALERT_SENSORS):
     """Alert (True) or record only (False).
 
     An incident heard by fewer than ``min_sensors`` sensors is recorded only
@@ -137,7 +143,7 @@ def _decode(row):
     return row
 
 
-def record_incident(store, incident, *, threshold=0.5, min_sensors=3, by="shotline",
+def record_incident(store, incident, *, threshold=0.5, min_sensors=MIN_ALERT_SENSORS, by="shotline",
                     now_utc_s=None):
     """Store a located event as an incident (status ``new``); returns the incident dict.
 
@@ -272,7 +278,7 @@ class BurstGrouper:
     revisions of events in a returned group are ignored.  Not thread-safe.
     """
 
-    def __init__(self, frame, *, gap_s=2.0, radius_m=200.0, decision_s=0.0):
+    def __init__(self, frame, *, gap_s=BURST_GAP_S, radius_m=BURST_RADIUS_M, decision_s=0.0):
         self.frame, self.gap_s, self.radius_m = frame, float(gap_s), float(radius_m)
         self.decision_s = float(decision_s)
         self.open = []

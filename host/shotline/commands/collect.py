@@ -8,6 +8,7 @@ import time
 
 from shotline.acoustics import DEFAULT_TEMPERATURE_C
 from shotline.cli import CommandError, emit
+from shotline.incidents import BURST_GAP_S, BURST_RADIUS_M, MIN_ALERT_SENSORS
 from shotline.timeutil import format_utc
 
 
@@ -44,7 +45,7 @@ def add_arguments(p):
     g.add_argument("--alert-threshold", type=float, default=0.5, metavar="P",
                    help="p(gunshot) at or above which an incident alerts (default %(default)s); "
                         "an unclassified incident (no usable model) alerts")
-    g.add_argument("--min-alert-sensors", type=int, default=5, metavar="N",
+    g.add_argument("--min-alert-sensors", type=int, default=MIN_ALERT_SENSORS, metavar="N",
                    help="incidents heard by fewer sensors are recorded only (default %(default)s)")
     g.add_argument("--model", metavar="PATH",
                    help="classifier model (default: the shipped one); if it is missing or "
@@ -58,10 +59,10 @@ def add_arguments(p):
                         "durable outbox in the store, retried with backoff")
     g.add_argument("--geojson", metavar="FILE",
                    help="keep this GeoJSON file of every incident up to date")
-    g.add_argument("--burst-gap-s", type=float, default=2.0,
+    g.add_argument("--burst-gap-s", type=float, default=BURST_GAP_S,
                    help="events at one place closer than this in time are one incident "
                         "(default %(default)s)")
-    g.add_argument("--burst-radius-m", type=float, default=200.0,
+    g.add_argument("--burst-radius-m", type=float, default=BURST_RADIUS_M,
                    help="... and closer than this in space (default %(default)s)")
     g.add_argument("--relative-humidity-pct", type=float, default=None,
                    help="relative humidity for the classifier (default: its own)")
