@@ -188,6 +188,29 @@ def test_outbox_full_drops_oldest_and_counts(tmp_path):
         ob.put(b"x" * SLOT_BYTES)
 
 
+def test_a_failed_put_still_uses_up_its_seq(tmp_path):
+    """The app sends (and the snippet service notes) a trigger under ``next_seq`` even
+    when storing it fails, so that seq must never be handed out again."""
+    ob = Outbox(str(tmp_path / "o.bin"), 8)
+    assert ob.put(b"a") == 1
+    good = ob._f
+
+    class Failing:
+        def __getattr__(self, name):
+            return getattr(good, name)
+
+        def write(self, data):
+            raise OSError(5)
+
+    ob._f = Failing()
+    with pytest.raises(OSError):
+        ob.put(b"b")
+    ob._f = good
+    with pytest.raises(OutboxError):
+        ob.put(b"x" * SLOT_BYTES)
+    assert ob.put(b"c") == 4 and ob.pending() == [1, 4]
+
+
 def test_outbox_torn_record_is_ignored_and_capacity_change_keeps_records(tmp_path):
     path = tmp_path / "o.bin"
     ob = Outbox(str(path), 8)

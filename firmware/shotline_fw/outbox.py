@@ -122,14 +122,19 @@ class Outbox:
 
     # -- records -------------------------------------------------------------
     def put(self, payload):
-        """Store ``payload`` (bytes) as record ``next_seq``; returns that seq."""
-        if len(payload) > MAX_PAYLOAD:
-            raise OutboxError("record of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+        """Store ``payload`` (bytes) as record ``next_seq``; returns that seq.
+
+        The seq is used up even when storing fails (OutboxError, OSError): the
+        caller has already sent or noted a record under it, so it is never reused.
+        """
         seq = self.next_seq
-        i = seq % self.capacity
-        if self._pending and self._pending[0] <= seq - self.capacity:
+        self.next_seq = seq + 1
+        while self._pending and self._pending[0] <= seq - self.capacity:
             self._pending.pop(0)           # its slot is about to be overwritten
             self.dropped += 1
+        if len(payload) > MAX_PAYLOAD:
+            raise OutboxError("record of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+        i = seq % self.capacity
         crc = crc32(payload, crc32(struct.pack("<I", seq)))
         struct.pack_into(HEADER, self._hdr, 0, _PENDING, 0, len(payload), seq, crc)
         f = self._f
@@ -138,7 +143,6 @@ class Outbox:
         f.write(payload)
         f.flush()
         self._pending.append(seq)
-        self.next_seq = seq + 1
         return seq
 
     def ack(self, seq):
