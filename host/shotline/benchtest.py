@@ -27,6 +27,7 @@ import dataclasses
 import time
 
 from shotline_fw import wire
+from shotline_fw.config import DEFAULTS as _FW_DEFAULTS
 from shotline.link import LinkError
 from shotline.timeutil import format_utc
 
@@ -128,7 +129,7 @@ def run_bench(link, limits=Limits(), progress=None):
               "" if running else f"safe mode: {hello.get('error')}"))
     if not running:
         return report
-    nominal_hz = float(hello.get("sample_rate_hz") or 16000)
+    nominal_hz = float(hello.get("sample_rate_hz") or _FW_DEFAULTS["sample_rate_hz"])
 
     tests = s.request(wire.SELF_TEST).get("checks", {})
     storage_ok = tests.get("storage") == "ok" and tests.get("outbox") == "ok"
