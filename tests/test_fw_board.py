@@ -191,6 +191,24 @@ def test_an_overrun_during_or_just_after_a_pulse_keeps_its_onset(tmp_path, stall
         assert len(found) == 1
 
 
+def test_triggers_that_cannot_be_stored_keep_unique_seqs_and_the_loop_alive(tmp_path, monkeypatch):
+    from shotline_fw import outbox
+    b = board(tmp_path, impulses(16000, 8, [1.0, 2.0, 3.0, 4.0, 5.0]))
+    b.advance(1.5)
+    real_write = b.app.outbox._f.write
+    b.app.outbox._f.write = lambda data: (_ for _ in ()).throw(OSError(28))   # card full
+    b.advance(1.0)
+    b.app.outbox._f.write = real_write
+    monkeypatch.setattr(outbox, "MAX_PAYLOAD", 10)          # every record now "oversized"
+    b.advance(1.0)
+    monkeypatch.undo()
+    b.advance(3.0)
+    sent = [t["seq"] for t in of(b.frames(), wire.TRIGGER)]
+    assert sorted(set(sent)) == [1, 2, 3, 4, 5]              # no seq reused, loop still running
+    assert b.app.outbox.pending() == [1, 4, 5] and b.app.triggers == 5
+    assert b.app.storage_error is None
+
+
 def test_invalid_config_enters_safe_mode_and_says_why(tmp_path):
     fakehw.write_config(tmp_path, sensor_id="T1", lat_deg=40.0, lon_deg=-80.0, alt_m=1.0,
                         sample_rate_hz=44100.5)

@@ -209,6 +209,7 @@ def test_a_failed_put_still_uses_up_its_seq(tmp_path):
     with pytest.raises(OutboxError):
         ob.put(b"x" * SLOT_BYTES)
     assert ob.put(b"c") == 4 and ob.pending() == [1, 4]
+    assert issubclass(OutboxError, ValueError)            # the app's handler catches it
 
 
 def test_outbox_torn_record_is_ignored_and_capacity_change_keeps_records(tmp_path):

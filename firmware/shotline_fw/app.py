@@ -305,7 +305,7 @@ class App:
         try:
             self.outbox.put(wire.dumps(rec))
             self.storage_error = None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:     # outbox.OutboxError is a ValueError
             self.storage_error = "outbox: %s" % exc
             self.log("error", "trigger %d not stored: %s" % (rec["seq"], exc))
         self.triggers += 1

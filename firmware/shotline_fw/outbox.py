@@ -38,7 +38,7 @@ _PENDING = const(1)
 _ACKED = const(2)
 
 
-class OutboxError(Exception):
+class OutboxError(ValueError):
     """The outbox cannot store a record (too long) or its file is unusable."""
 
 
