@@ -8,6 +8,10 @@
    shot windows (100 ms before the first pulse to 1.5 s after the last pulse
    of each recording) are false alarms.
 2. Confusers: triggers per file and their features.
+3. Synthetic 2 ms Friedlander pulses (one-sample rise) at a known onset, in
+   white, pink and traffic noise at 12, 16 and 48 kHz, peak/noise-RMS 20 dB
+   and 10 dB (the protocol of tests/test_detect.py): |onset error| in samples
+   (max and median over matched pulses) and the pulses missed.
 
     python eval/detector.py [--fp FP1 FP2 ...] [--json]
 """
@@ -21,6 +25,7 @@ import numpy as np
 
 from shotline.datasets import data_dir, pittsburgh
 from shotline.detect import ImpulseDetector, read_audio
+from shotline.synthetic import scene
 
 TOLERANCE_S = 0.005
 NEAR_S = 0.05  # triggers this close to a pulse count as that pulse's triggers
@@ -136,14 +141,69 @@ def confusers(**params):
     return out
 
 
+SYNTH_RATES_HZ = (12000, 16000, 48000)
+SYNTH_NOISES = ("white", "pink", "traffic")
+SYNTH_SNRS_DB = (20, 10)
+SYNTH_SEEDS = 8  # two pulses per seed
+
+
+def synthetic_onsets(rate_hz, kind, snr_db, seeds=SYNTH_SEEDS):
+    """Onset errors (samples) of the matched synthetic pulses, and the pulses missed."""
+    rng = np.random.default_rng(rate_hz)
+    errors, missed = [], 0
+    for seed in range(seeds):
+        onsets = [0.5 + rng.uniform(0, 0.01), 0.9 + rng.uniform(0, 0.01)]
+        x = scene(kind, rate_hz, onsets, snr_db, seed=seed, rise_s=1.0 / rate_hz)
+        triggers = ImpulseDetector(rate_hz).process(x)
+        for t0 in onsets:
+            e = [t.onset_sample + t.onset_frac - t0 * rate_hz for t in triggers]
+            e = [v for v in e if abs(v) <= TOLERANCE_S * rate_hz]
+            if e:
+                errors.append(min(e, key=abs))
+            else:
+                missed += 1
+    return errors, missed
+
+
+def synthetic():
+    out = []
+    for snr_db in SYNTH_SNRS_DB:
+        for rate_hz in SYNTH_RATES_HZ:
+            for kind in SYNTH_NOISES:
+                errors, missed = synthetic_onsets(rate_hz, kind, snr_db)
+                abs_e = [abs(e) for e in errors]
+                out.append({"snr_db": snr_db, "rate_hz": rate_hz, "noise": kind,
+                            "pulses": len(errors) + missed, "missed": missed,
+                            "max_abs_error_samples": max(abs_e) if abs_e else None,
+                            "median_abs_error_samples": statistics.median(abs_e)
+                            if abs_e else None})
+    return out
+
+
+def _print_synthetic(rows):
+    print("Synthetic 2 ms pulses (one-sample rise), %d per case: |onset error| in samples"
+          % (2 * SYNTH_SEEDS))
+    print("%6s %7s %-8s %7s %7s %9s" % ("SNR dB", "rate", "noise", "missed", "max", "median"))
+    for r in rows:
+        fmt = lambda v: "-" if v is None else "%.3f" % v  # noqa: E731
+        print("%6d %7d %-8s %3d/%-3d %7s %9s" % (
+            r["snr_db"], r["rate_hz"], r["noise"], r["missed"], r["pulses"],
+            fmt(r["max_abs_error_samples"]), fmt(r["median_abs_error_samples"])))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fp", nargs="*", help="firing positions (default all)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    synth = synthetic()
     if pittsburgh.root() is None:
-        print("eval/detector.py: %s not found under %s; nothing to evaluate"
-              % (pittsburgh.NAME, data_dir()))
+        if args.json:
+            print(json.dumps({"synthetic": synth}))
+        else:
+            _print_synthetic(synth)
+            print("eval/detector.py: %s not found under %s; no real-data evaluation"
+                  % (pittsburgh.NAME, data_dir()))
         return 0
     per_fp = {}
     for test in pittsburgh.iter_tests(firing_positions=args.fp):
@@ -152,8 +212,10 @@ def main(argv=None):
     total = summarize([r for rs in per_fp.values() for r in rs])
     conf = confusers() if (data_dir() / "confusers").is_dir() else []
     if args.json:
-        print(json.dumps({"pittsburgh": {"total": total, "per_fp": rows}, "confusers": conf}))
+        print(json.dumps({"pittsburgh": {"total": total, "per_fp": rows}, "confusers": conf,
+                          "synthetic": synth}))
         return 0
+    _print_synthetic(synth)
     print("Pittsburgh 2018 (ShotSpotter nlos pulses with audio), tolerance +-%.0f ms"
           % (TOLERANCE_S * 1e3))
     print("%-6s %6s %8s %10s %10s %14s %9s %6s %8s %7s" % (

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from detect_helpers import friedlander, scene
 from shotline import detect_reference
 from shotline._impulse import ffi, lib
 from shotline.detect import AudioFileError, ImpulseDetector, Trigger, detect_file
+from shotline.synthetic import friedlander, scene
 from shotline_fw import detconfig
 
 # ---- detconfig ------------------------------------------------------------

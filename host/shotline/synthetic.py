@@ -1,4 +1,7 @@
-"""Synthetic muzzle-blast-like pulses in noise, with known onsets (for the detector tests)."""
+"""Synthetic muzzle-blast-like pulses in noise, with known onsets (detector tests and eval).
+
+Pressures are in int16 counts; times in seconds from the start of the signal.
+"""
 import numpy as np
 
 
