@@ -338,6 +338,44 @@ def test_detection_maps_indices_from_before_a_gap_with_the_old_offset():
     assert d.board_index(d._fed - 64 - 1) == d._fed - 64 - 1 + d._offset - 10
 
 
+class F32(float):
+    """A float whose arithmetic rounds to single precision, as on the RP2040 port."""
+
+    def __new__(cls, x):
+        return float.__new__(cls, struct.unpack("<f", struct.pack("<f", float(x)))[0])
+
+
+for _name in ("add", "sub", "mul", "truediv"):
+    for _op in ("__%s__" % _name, "__r%s__" % _name):
+        setattr(F32, _op, (lambda op: lambda a, b: F32(getattr(float, op)(float(a), float(b))))(_op))
+
+
+class Q16(int):
+    """An int whose division yields an F32 (``onset_frac_q16 / 65536`` on the board)."""
+
+    def __truediv__(self, other):
+        return F32(int(self) / other)
+
+
+def test_features_keep_their_precision_at_large_sample_indices_in_single_precision():
+    from shotline_fw import detconfig
+
+    def raw_at(onset):
+        return {"onset_sample": onset, "trigger_sample": onset + 9, "peak_sample": onset + 23,
+                "band_energy": (1 << 40, 1 << 30, 5), "onset_frac_q16": Q16(40000),
+                "peak_abs": 9000, "noise_q16": 65536 * 20, "sta_peak_q16": 65536 * 400,
+                "sta_trigger_q16": 65536 * 100, "width_n": 30, "decay_n": 60, "measure_n": 640,
+                "clipped": 0}
+
+    small = detconfig.features(raw_at(1000), 16000)
+    for onset in (2**24 + 3, 2**31 - 101, 2**31 + 7):
+        big = detconfig.features(raw_at(onset), 16000)
+        assert big["onset_sample"] == onset and big["onset_frac"] == small["onset_frac"]
+        for key in ("rise_time_s", "width_s", "decay_s", "snr_db", "sta_lta", "band_mid_db"):
+            assert abs(big[key] - small[key]) <= 1e-6 * abs(small[key]) + 1e-9, (onset, key)
+    assert abs(small["rise_time_s"] - (23 - 40000 / 65536) / 16000) < 1e-8
+
+
 def test_docstring_examples_run():
     import doctest
 

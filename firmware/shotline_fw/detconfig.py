@@ -185,6 +185,8 @@ def features(raw, sample_rate_hz):
     """
     rate = float(sample_rate_hz)
     frac = raw["onset_frac_q16"] / 65536
+    # Sample indices pass 2**24 within minutes, beyond single precision (the
+    # board's float): differences are taken in integers before any float.
     onset = raw["onset_sample"] + frac
     peak_dbfs = _db20(raw["peak_abs"] / FULL_SCALE)
     noise_mean = max(raw["noise_q16"], 1) / ENV_ONE
@@ -201,7 +203,7 @@ def features(raw, sample_rate_hz):
         "peak_dbfs": peak_dbfs,
         "noise_dbfs": noise_dbfs,
         "snr_db": peak_dbfs - noise_dbfs,
-        "rise_time_s": max(0.0, raw["peak_sample"] - onset) / rate,
+        "rise_time_s": max(0.0, (raw["peak_sample"] - raw["onset_sample"]) - frac) / rate,
         "width_s": raw["width_n"] / rate,
         "decay_s": raw["decay_n"] / rate,
         "band_low_db": bands[0],
