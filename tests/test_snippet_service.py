@@ -96,6 +96,15 @@ def test_window_not_yet_recorded_expired_and_corrupt():
     info, chunks = service.snippet({"trigger_seq": 3})    # headers fine: the data is checked
     with pytest.raises(SnippetRefused, match="corrupt"):  # stage by stage as it is sent
         collect(chunks)
+    # a transfer that fails mid-way is refused, not also served
+    assert service.counts == {"served": 0, "refused": 3}
+    for s in range(14 * RATE_HZ, 18 * RATE_HZ, 512):
+        ring.write(mic_samples(s, 512), s)
+    service.note_trigger(4, 13 * RATE_HZ)
+    info, chunks = service.snippet({"trigger_seq": 4})
+    assert service.counts["served"] == 0                  # not until the last chunk is out
+    collect(chunks)
+    assert service.counts == {"served": 1, "refused": 3}
 
 
 def test_forgotten_triggers_are_unknown():

@@ -135,7 +135,6 @@ class SnippetService:
         info = {"trigger_seq": seq, "first_sample_index": first, "n_samples": n,
                 "sample_rate_hz": self.rate_hz, "chunks": total, "boot_session": session,
                 "start_utc_us": start_utc_us}
-        self.counts["served"] += 1
         return info, self._chunks(seq, session, first, n, total)
 
     def _chunks(self, seq, session, first, n, total):
@@ -148,3 +147,4 @@ class SnippetService:
             except AudioGone as exc:
                 raise self._refuse(exc.args[0])
             yield wire.encode_snippet_chunk(seq, i, total, buf)
+        self.counts["served"] += 1          # only a completed transfer counts as served
