@@ -161,6 +161,26 @@ def test_a_request_signed_for_another_board_is_refused(sensor, keydir):
     assert board.app.health()["audio"]["auth"] == {"bad_signature": 1, "ok": 1}
 
 
+def test_signed_reboot_closes_the_ring_first(sensor, keydir):
+    """REBOOT (and Ctrl-C, both through app.close) commits the ring's open segment:
+    the audio captured up to the reset is on the card for the next boot."""
+    from shotline_fw.audiobuf import AudioRing
+
+    board, privacy, _, card = sensor
+    ring = privacy.ring
+    written = []
+    ring_write = ring.write
+    ring.write = lambda block, first: (written.append(first + len(block)), ring_write(block, first))
+    board.command(wire.SIGNED, keys.Signer.load(keydir).sign(wire.REBOOT, b"{}", board.unique_id),
+                  seq=5)
+    board.advance(1.0)
+    assert board.app.boot == 2 and ring._cur is None
+    after = AudioRing(card, RATE_HZ, None, first_block=0, seg_data_blocks=64)
+    assert after.mount()["card"] == "ok"
+    newest = after.header(after._next_seq - 1)
+    assert newest.first_sample + newest.n_samples == written[-1]     # nothing uncommitted
+
+
 def test_corrupted_chunk_is_detected(sensor, keydir):
     board, _, _, _ = sensor
     seq = triggers(board)[0]["seq"]

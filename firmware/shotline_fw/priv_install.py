@@ -12,8 +12,10 @@ Valid MicroPython and CPython.  ``install(app, card, ...)`` sets, on a
 - ``app.handlers[SNIPPET]`` and ``app.handlers[KEYS]`` (both signed-only);
 - each trigger the app records is remembered (seq, onset sample) for snippets,
   and heartbeats/status carry an ``audio`` health dict (card state, counters,
-  authorizer refusals by reason).  The app has no hooks for these two, so
-  ``install`` wraps its ``_record`` and ``health`` methods on the instance.
+  authorizer refusals by reason);
+- ``app.close`` (REBOOT, Ctrl-C) also closes the ring, committing its open
+  segment.  The app has no hooks for these, so ``install`` wraps its
+  ``_record``, ``health`` and ``close`` methods on the instance.
 
 Without a card the ring reports ``card: missing`` and snippets are refused
 (``no_card``); detection and trigger delivery do not depend on it.
@@ -164,5 +166,14 @@ def _hook(app, privacy):
         d["audio"] = privacy.health()
         return d
 
+    close = app.close
+
+    def close_with_ring():
+        try:
+            privacy.ring.close()       # commit the open segment before a reset / Ctrl-C
+        finally:
+            close()
+
     app._record = record_and_note
     app.health = health_with_audio
+    app.close = close_with_ring
