@@ -52,7 +52,7 @@ def test_batch_is_atomic_on_bad_record(tmp_path):
         with pytest.raises(StoreError, match="onset_utc_s"):
             s.insert_triggers([trig(seq=1), {"sensor_id": "S1", "seq": 2}])
         with pytest.raises(StoreError, match="not finite"):
-            s.insert_triggers([trig(seq=3), trig(seq=4, snr_db=float("nan"))])
+            s.insert_triggers([trig(seq=3), trig(seq=4, onset=float("nan"))])
         assert s.counts()["triggers"] == 0
         results = s.insert_triggers([trig(seq=1), trig(seq=2), trig(seq=1)])
         assert [r[1] for r in results] == [True, True, False]
@@ -166,12 +166,17 @@ def test_a_different_trigger_under_a_stored_seq_is_not_swallowed(tmp_path):
 def test_non_finite_feature_is_stored_as_null_not_refused(tmp_path):
     with Store(tmp_path / "s.sqlite") as s:
         results = s.insert_triggers([trig(seq=1, rise_s=0.001),
-                                     trig(seq=2, rise_s=float("nan"), bands=[1.0, float("inf")]),
+                                     trig(seq=2, rise_s=float("nan"), bands=[1.0, float("inf")],
+                                          snr_db=float("nan"), peak_dbfs=float("-inf")),
                                      trig(seq=3, rise_s=0.002)])
         assert [r[1] for r in results] == [True, True, True]
         rows = {r["seq"]: r for r in s.triggers()}
         assert rows[2]["rise_s"] is None and rows[2]["bands"] == [1.0, None]
+        assert rows[2]["snr_db"] is None and rows[2]["peak_dbfs"] is None
         assert rows[1]["rise_s"] == 0.001 and rows[3]["rise_s"] == 0.002
+        assert s.insert_trigger(trig(seq=5, snr_db="loud"))[1] is True
+        with pytest.raises(StoreError, match="lat_deg is not a number"):
+            s.insert_triggers([trig(seq=6), trig(seq=7, lat_deg="north")])
         with pytest.raises(StoreError, match="not storable"):
             s.insert_triggers([trig(seq=4, thing=object())])
 

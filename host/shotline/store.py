@@ -140,10 +140,21 @@ def _finite_tree(obj):
 def _finite(value, name):
     if value is None:
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"{name} is not a number: {value!r}") from None
     if not math.isfinite(value):
         raise StoreError(f"{name} is not finite: {value!r}")
     return value
+
+
+def _finite_or_none(value):
+    """A detector measurement as a float, None if absent or not finite (NaN, inf)."""
+    try:
+        return _finite(value, "")
+    except StoreError:
+        return None
 
 
 def _row(cursor, row):
@@ -307,8 +318,8 @@ class Store:
         if onset is None:
             raise StoreError(f"trigger has no onset time: {trigger!r}")
         received_utc_s = trigger.get("received_utc_s", received_utc_s)
-        # A feature the detector could not compute (NaN, inf) is stored as null:
-        # a trigger is never refused for a feature value.
+        # A feature the detector could not compute (NaN, inf; also snr_db, peak_dbfs)
+        # is stored as null: a trigger is never refused for a feature value.
         features = {k: v for k, v in trigger.items() if k not in _TRIGGER_COLUMNS
                     and k not in ("sensor_id", "seq", "onset_utc_s", "received_utc_s")}
         try:
@@ -323,8 +334,8 @@ class Store:
                 _finite(trigger.get("lat_deg"), "lat_deg"),
                 _finite(trigger.get("lon_deg"), "lon_deg"),
                 _finite(trigger.get("alt_m"), "alt_m"),
-                _finite(trigger.get("snr_db"), "snr_db"),
-                _finite(trigger.get("peak_dbfs"), "peak_dbfs"),
+                _finite_or_none(trigger.get("snr_db")),
+                _finite_or_none(trigger.get("peak_dbfs")),
                 features_json, float(received_utc_s), float(stored_utc_s))
 
     def insert_heartbeat(self, sensor_id, payload, *, received_utc_s=None):
