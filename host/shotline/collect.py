@@ -15,7 +15,11 @@ One reader thread per port and ONE writer thread:
   nothing (the store refuses the replay).
 - Newly stored triggers are pushed to the associator, if one is given; the
   events it decides are stored (with links to their triggers) and handed to
-  ``on_event`` and to the ``events`` queue.
+  ``on_event`` and to the ``events`` queue.  What a killed collector had
+  stored but not yet associated is not lost either: at start the stored
+  triggers in no event within the associator's ``late_window_s`` of the
+  newest onset are pushed first, and a replayed trigger stored in no event
+  (killed between commit and ACK) is pushed once.
 
 Use as a library::
 
