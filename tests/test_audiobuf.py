@@ -147,6 +147,64 @@ def test_long_power_off_wipes_every_byte_of_expired_audio():
     assert_only_zero_or_fill(dev.image)
 
 
+def test_a_week_off_then_the_first_utc_wipes_every_expired_byte_at_once():
+    """Full card, off for a week, boot without UTC; the fix arrives mid-segment.  The
+    privacy sink sweeps every slot on that very block (not 32 headers per new segment)."""
+    from shotline_fw import auth
+    from shotline_fw.priv_install import Privacy
+    from shotline_fw.snippets import SnippetService
+
+    n_slots = 40
+    dev = RamBlockDev(n_slots * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, (n_slots + 3) * SEG_SAMPLES, random.Random(21))     # full, wrapped
+    ring.close()
+    week_later = utc_clock(T0_US + 7 * 24 * H_US)
+    fix = [False]
+    ring2 = make_ring(dev, clock=lambda s: week_later(s) if fix[0] else None)
+    assert ring2.mount(now_utc_us=None)["kept"] == n_slots          # age not provable yet
+
+    class App:
+        hw = None
+
+    sink = Privacy(App(), ring2, SnippetService(ring2, RATE_HZ),
+                   auth.Authorizer([], None, allow_empty=True), "keys.json")
+    s = 0
+    for _ in range(3):                                              # no fix yet
+        sink.write(mic_samples(s, 256), s)
+        s += 256
+    assert not sink.utc_swept
+    fix[0] = True
+    sink.write(mic_samples(s, 256), s)                              # first block with UTC
+    assert sink.utc_swept and ring2.health()["wiped_segments"] == n_slots - 1
+    current = ring2._slot_block(ring2._cur.seq) * 512
+    for lo, hi in slot_ranges(ring2):
+        if lo != current:
+            assert_only_zero_or_fill(dev.image, lo, hi)
+
+
+def test_the_current_session_is_expired_even_when_earlier_ones_use_the_budget():
+    """More earlier-session segments than the per-segment budget (32): the current
+    session's own pass still runs at each new segment."""
+    dev = RamBlockDev(45 * SLOT_BLOCKS)
+    ring = make_ring(dev)
+    ring.mount()
+    feed(ring, 0, 35 * SEG_SAMPLES, random.Random(22))
+    ring.close()                                                    # boot 1: 35 segments
+    ring2 = make_ring(dev, clock=utc_clock(T0_US + 75 * 10**6), retention_s=100)
+    assert ring2.mount(now_utc_us=None)["kept"] == 35                # all younger than 100 s
+    seq0 = ring2._next_seq
+    feed(ring2, 0, 1000, random.Random(23))
+    later = 150 * RATE_HZ                                           # capture resumes 150 s on
+    ring2.write(mic_samples(later, 300), later)
+    feed(ring2, later + 300, SEG_SAMPLES, random.Random(24))        # new segments: expiry runs
+    assert ring2._session_seq == seq0 and ring2.header(seq0) is None
+    assert ring2.header(seq0 + 1) is not None
+    lo, hi = slot_ranges(ring2)[ring2._slot_block(seq0) // SLOT_BLOCKS]
+    assert_only_zero_or_fill(dev.image, lo, hi)
+
+
 def test_expiry_after_clock_jumps():
     dev = RamBlockDev(6 * SLOT_BLOCKS)
     ring = make_ring(dev)

@@ -451,10 +451,12 @@ class AudioRing:
     def expire(self, now_utc_us=None, max_headers=64):
         """Overwrite expired segments; returns how many were wiped.
 
-        Reads at most ``max_headers`` headers per call (call it periodically, e.g.
-        once per segment, and at once when UTC first becomes known).  Segments of
-        earlier sessions are examined round robin, every one of them; those of the
-        current session oldest first, stopping at the first young enough.
+        Segments of earlier sessions are examined round robin, every one of them,
+        at most ``max_headers`` per call; those of the current session oldest
+        first, stopping at the first young enough, with a budget of their own of
+        ``max_headers`` (so they are never starved by the first pass).  Call it
+        periodically (once per segment) and, when UTC first becomes known, with
+        ``max_headers=n_slots`` for a full sweep (``priv_install`` does both).
         """
         if self.n_slots == 0:
             return 0
@@ -463,10 +465,11 @@ class AudioRing:
         lo = self._next_seq - self.n_slots
         end = self._cur.seq if self._cur is not None else self._next_seq
         prior_end = min(self._session_seq, end)
-        if self._expire_seq < lo or self._expire_seq >= prior_end:
-            self._expire_seq = lo
-        while max_headers > 0 and self._expire_seq < prior_end:
-            max_headers -= 1
+        budget = min(max_headers, prior_end - lo)     # each earlier segment once at most
+        while budget > 0:
+            budget -= 1
+            if self._expire_seq < lo or self._expire_seq >= prior_end:
+                self._expire_seq = lo                  # round robin
             h = self.header(self._expire_seq)
             if h is not None and self._expired(h, now_utc_us):
                 self._wipe(h.seq)
@@ -474,8 +477,9 @@ class AudioRing:
                 wiped += 1
             self._expire_seq += 1
         seq = max(lo, self._session_seq, self._tail_seq)
-        while max_headers > 0 and seq < end:
-            max_headers -= 1
+        budget = max_headers                  # the current session's own budget
+        while budget > 0 and seq < end:
+            budget -= 1
             h = self.header(seq)
             if h is not None:
                 if not self._expired(h, now_utc_us):

@@ -13,6 +13,8 @@ Valid MicroPython and CPython.  ``install(app, card, ...)`` sets, on a
 - each trigger the app records is remembered (seq, onset sample) for snippets,
   and heartbeats/status carry an ``audio`` health dict (card state, counters,
   authorizer refusals by reason);
+- when UTC first becomes known (the app's time quality leaves TIME_NONE),
+  every slot of the ring is examined for expiry at once (``expire_all``);
 - ``app.close`` (REBOOT, Ctrl-C) also closes the ring, committing its open
   segment.  The app has no hooks for these, so ``install`` wraps its
   ``_record``, ``health`` and ``close`` methods on the instance.
@@ -38,6 +40,7 @@ from shotline_fw.snippets import SnippetRefused, SnippetService
 
 RING_FIRST_BLOCK = FAT_BLOCKS          # the first 64 MiB hold the FAT file system
 CHUNKS_PER_BLOCK = const(1)           # snippet chunks sent per captured audio block
+SWEEP_CHUNK = const(256)              # headers read between watchdog feeds in expire_all
 KEYS_FILE = "keys.json"
 COUNTERS_FILE = "auth_counters.json"
 
@@ -62,12 +65,32 @@ class Privacy:
         self.authorizer = authorizer
         self.keys_path = keys_path
         self._sending = None          # (command seq, info, chunk generator)
+        self.utc_swept = False        # the full expiry sweep at the first UTC was done
 
     # -- audio sink --------------------------------------------------------
     def write(self, block, first_sample_index):
         self.ring.write(block, first_sample_index)
+        if not self.utc_swept and self.ring.clock is not None:
+            now_utc_us = self.ring.clock(first_sample_index)
+            if now_utc_us is not None:            # time quality just left TIME_NONE
+                self.expire_all(now_utc_us)
         if self._sending is not None:
             self._pump(CHUNKS_PER_BLOCK)
+
+    def expire_all(self, now_utc_us):
+        """Examine every slot of the ring for expiry at once (when UTC first becomes
+        known: audio from before a long power-off goes now, not segment by segment).
+        Feeds the watchdog between chunks; the capture ring overruns meanwhile
+        (counted, like any stall)."""
+        ring = self.ring
+        wdt = getattr(getattr(self.app, "hw", None), "wdt", None)
+        left = ring.n_slots
+        while left > 0:
+            ring.expire(now_utc_us, min(left, SWEEP_CHUNK))
+            left -= SWEEP_CHUNK
+            if wdt is not None:
+                wdt.feed()
+        self.utc_swept = True
 
     def _pump(self, n):
         seq, info, chunks = self._sending
