@@ -494,3 +494,38 @@ print("ok", ring.health()["segments_written"])
     out = micropython(script, paths=[str(HERE)])
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok")
+
+
+@pytest.mark.micropython
+def test_first_utc_sweep_under_real_micropython(micropython):
+    script = """
+from audiobuf_helpers import RamBlockDev, mic_samples
+from shotline_fw import auth
+from shotline_fw.audiobuf import AudioRing
+from shotline_fw.priv_install import Privacy
+from shotline_fw.snippets import SnippetService
+T0 = 1545180567000000
+dev = RamBlockDev(40 * 9)
+ring = AudioRing(dev, 1000, lambda s: T0 + s * 1000, seg_data_blocks=8, stage_blocks=2)
+ring.mount()
+s = 0
+while s < 43 * 2048:
+    ring.write(mic_samples(s, 512), s)
+    s += 512
+ring.close()
+fix = [False]
+ring2 = AudioRing(dev, 1000, lambda s: (T0 + 7 * 86400000000 + s * 1000) if fix[0] else None,
+                  seg_data_blocks=8, stage_blocks=2)
+assert ring2.mount()["kept"] == 40
+class App:
+    hw = None
+sink = Privacy(App(), ring2, SnippetService(ring2, 1000), auth.Authorizer([], None, allow_empty=True), "k")
+sink.write(mic_samples(0, 256), 0)
+fix[0] = True
+sink.write(mic_samples(256, 256), 256)
+assert sink.utc_swept and ring2.health()["wiped_segments"] == 39, ring2.health()
+print("ok")
+"""
+    out = micropython(script, paths=[str(HERE)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
