@@ -1,5 +1,6 @@
 """``shotline demo --out demo-out``: the simulated night, end to end."""
 from shotline.cli import CommandError, emit, warn
+from shotline.incidents import MIN_ALERT_SENSORS
 
 
 def add_arguments(parser):
@@ -7,7 +8,7 @@ def add_arguments(parser):
     parser.add_argument("--scenario", help="scenario file (default scenarios/demo-night.json)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="gunshot probability at or above which an incident alerts (0.5)")
-    parser.add_argument("--min-sensors", type=int, default=5,
+    parser.add_argument("--min-sensors", type=int, default=MIN_ALERT_SENSORS,
                         help="fewest sensors for an alert; fewer are recorded only (5)")
     parser.add_argument("--path", choices=("virtual", "detector"), default="virtual",
                         help="virtual: virtual sensors running the firmware on ptys -> collector "
