@@ -286,16 +286,26 @@ def test_signed_commands_fail_closed_and_go_through_the_authorizer(tmp_path):
 
 
 def test_handler_registry_and_audio_sink(tmp_path):
-    b = board(tmp_path, impulses(16000, 3, []))
-    seen = []
+    b = board(tmp_path, impulses(16000, 3, [1.0, 2.0]))
+    seen, noted = [], []
 
     class Sink:
         def write(self, block, first):
             seen.append((first, len(block)))
 
+        def note_trigger(self, seq, onset_sample):
+            noted.append((seq, onset_sample))
+
+        def health(self):
+            return {"blocks": len(seen)}
+
+        def close(self):
+            noted.append("closed")
+
     b.app.audio_sink = Sink()
     b.app.handlers[0x50] = lambda app, seq, body: {"echo": body.decode()}
-    b.advance(2)
+    b.advance(2.5)
+    frames = b.frames()
     assert [f for f, _ in seen] == list(range(0, 256 * len(seen), 256)) and len(seen) > 100
     b.command(0x50, b"hi", 7)
     b.command(0x51, b"", 8)
@@ -303,6 +313,11 @@ def test_handler_registry_and_audio_sink(tmp_path):
     resp = {f.ref: f.json() for f in b.frames() if f.type == wire.RESPONSE}
     assert resp[7] == {"echo": "hi", "ok": True, "status": "ok"}
     assert resp[8]["status"] == "unknown_command"
+    sent = [(f.json()["seq"], f.json()["sample_index"]) for f in frames if f.type == wire.TRIGGER]
+    assert len(noted) == 2 and noted == sorted(set(sent))          # every trigger, as sent
+    assert b.app.health()["audio"] == {"blocks": len(seen)}
+    b.app.close()
+    assert noted[-1] == "closed"
 
 
 def test_status_time_self_test_and_garbage(tmp_path):

@@ -21,8 +21,11 @@ the main loop; ``main.py`` calls it forever, the fake board after each event.
 
 Plug-in points (the privacy engineer's modules):
 
-- ``app.audio_sink``: if set, ``audio_sink.write(block, first_sample_index)``
-  gets every captured int16 block (the ring array: copy what you keep).
+- ``app.audio_sink``: if set, ``write(block, first_sample_index)`` gets every
+  captured int16 block (the ring array: copy what you keep),
+  ``note_trigger(seq, onset_sample)`` every trigger recorded, ``health()``
+  returns a dict sent as ``audio`` in heartbeats and STATUS, and ``close()``
+  runs first when the app closes (reset, Ctrl-C).
 - ``app.authorizer``: ``check(command, counter, key_id, signature, uid) -> (ok, reason)``;
   without one, signed commands are refused and counted (``signed_refused``).
 - ``app.handlers[msg_type] = fn``: ``fn(app, seq, body) -> dict or None``;
@@ -310,6 +313,8 @@ class App:
             self.log("error", "trigger %d not stored: %s" % (rec["seq"], exc))
         self.triggers += 1
         self.send(wire.TRIGGER, rec)
+        if self.audio_sink is not None:
+            self.audio_sink.note_trigger(rec["seq"], feats["onset_sample"])
 
     def _periodic(self):
         now = self.clock.ticks_ms()
@@ -347,9 +352,13 @@ class App:
 
     def close(self):
         """Flush and close storage (before a reset or on Ctrl-C)."""
-        self._save_state()
-        if self.outbox is not None:
-            self.outbox.close()
+        try:
+            if self.audio_sink is not None:
+                self.audio_sink.close()
+        finally:
+            self._save_state()
+            if self.outbox is not None:
+                self.outbox.close()
 
     # -- health --------------------------------------------------------------
     def time_status(self):
@@ -370,7 +379,7 @@ class App:
         mem = self.hw.mem_free() if self.hw.mem_free else None
         temp = self.hw.temp_c() if self.hw.temp_c else None
         noise = self._noise_min
-        return {
+        d = {
             "sensor_id": self.hello()["sensor_id"], "fw": FW_VERSION, "mode": self.mode,
             "error": self.error, "boot": self.boot,
             "uptime_s": self._uptime_ms // 1000,
@@ -393,6 +402,9 @@ class App:
             "mem_free": mem, "temp_c": None if temp is None else _round(temp),
             "wdt_resets": self.wdt_resets,
         }
+        if self.audio_sink is not None:
+            d["audio"] = self.audio_sink.health()
+        return d
 
     # -- commands --------------------------------------------------------------
     def _dispatch(self, frame):

@@ -16,8 +16,8 @@ Valid MicroPython and CPython.  ``install(app, card, ...)`` sets, on a
 - when UTC first becomes known (the app's time quality leaves TIME_NONE),
   every slot of the ring is examined for expiry at once (``expire_all``);
 - ``app.close`` (REBOOT, Ctrl-C) also closes the ring, committing its open
-  segment.  The app has no hooks for these, so ``install`` wraps its
-  ``_record``, ``health`` and ``close`` methods on the instance.
+  segment.  Noting triggers, health and closing go through the app's
+  ``audio_sink`` protocol (``write``, ``note_trigger``, ``health``, ``close``).
 
 Without a card the ring reports ``card: missing`` and snippets are refused
 (``no_card``); detection and trigger delivery do not depend on it.
@@ -33,7 +33,7 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-from shotline_fw import auth, wire
+from shotline_fw import auth, config, wire
 from shotline_fw.audiobuf import AudioRing
 from shotline_fw.cardregion import FAT_BLOCKS
 from shotline_fw.snippets import SnippetRefused, SnippetService
@@ -134,6 +134,12 @@ class Privacy:
         self.authorizer.set_keys(keys)
         return {"key_ids": self.authorizer.key_ids}
 
+    def note_trigger(self, seq, onset_sample):
+        self.service.note_trigger(seq, onset_sample)
+
+    def close(self):
+        self.ring.close()              # commit the open segment before a reset / Ctrl-C
+
     def health(self):
         d = self.ring.health()
         d["snippets_served"] = self.service.counts["served"]
@@ -157,7 +163,7 @@ def install(app, card, root="", verify=None, first_block=RING_FIRST_BLOCK, n_blo
     verify = verify if verify is not None else auth.default_verifier()
     authorizer = auth.Authorizer(keys, verify, auth.CounterFile(prefix + COUNTERS_FILE),
                                  allow_empty=True)
-    rate_hz = app.rate_hz if app.capture is not None else 16000
+    rate_hz = app.rate_hz if app.capture is not None else config.DEFAULTS["sample_rate_hz"]
     clock = _utc_us(app) if app.capture is not None else None
     ring = AudioRing(card, rate_hz, clock, first_block=first_block, n_blocks=n_blocks,
                      **ring_options)
@@ -167,36 +173,8 @@ def install(app, card, root="", verify=None, first_block=RING_FIRST_BLOCK, n_blo
     privacy = Privacy(app, ring, service, authorizer, prefix + KEYS_FILE)
     app.authorizer = authorizer
     app.audio_sink = privacy
-    _hook(app, privacy)
     app.handlers[wire.SNIPPET] = privacy.cmd_snippet
     app.handlers[wire.KEYS] = privacy.cmd_keys
     app.signed_only.add(wire.SNIPPET)
     app.signed_only.add(wire.KEYS)
     return privacy
-
-
-def _hook(app, privacy):
-    record = app._record
-    health = app.health
-
-    def record_and_note(feats):
-        seq = app.outbox.next_seq
-        record(feats)
-        privacy.service.note_trigger(seq, feats["onset_sample"])
-
-    def health_with_audio():
-        d = health()
-        d["audio"] = privacy.health()
-        return d
-
-    close = app.close
-
-    def close_with_ring():
-        try:
-            privacy.ring.close()       # commit the open segment before a reset / Ctrl-C
-        finally:
-            close()
-
-    app._record = record_and_note
-    app.health = health_with_audio
-    app.close = close_with_ring
