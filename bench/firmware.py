@@ -29,15 +29,13 @@ from shotline_fw import wire, config
 from shotline_fw.app import App
 from shotline_fw.capture import Capture
 from shotline_fw.detector import RAW_N
+from fakeboard import build
 
 RATE, BLOCK = 16000, 256
 os.mkdir("/flash")
 with open("/flash/config.json", "w") as f:
     f.write(json.dumps({"sensor_id": "bench", "lat_deg": 40.4406248, "lon_deg": -79.995886,
                         "alt_m": 300.0, "block_samples": BLOCK, "outbox_slots": 512}))
-
-class Obj:
-    pass
 
 class Engine:
     # stands in for the natmod: returns a trigger when asked to
@@ -56,41 +54,7 @@ class Engine:
     def dropped(self):
         return 0
 
-class USB:
-    def __init__(self):
-        self.n = 0
-    def read(self):
-        return None
-    def write(self, b):
-        self.n += len(b)
-
-class I2S:
-    def irq(self, h):
-        self.h = h
-    def readinto(self, buf):
-        self.buf = buf
-
-class UART:
-    def read(self):
-        return None
-
-hw = Obj()
-hw.clock = time
-hw.root = "/flash"
-hw.usb = USB()
-hw.led = Obj(); hw.led.value = lambda v: None
-hw.wdt = None
-hw.unique_id = b"\x01\x02\x03\x04\x05\x06\x07\x08"
-hw.reset_cause = "power"
-hw.i2s = I2S()
-hw.open_i2s = lambda rate, block: hw.i2s
-hw.open_uart = lambda baud: UART()
-pps = []
-hw.attach_pps = lambda h: pps.append(h)
-hw.make_detector = Engine
-hw.mem_free = gc.mem_free
-hw.temp_c = None
-hw.reset = lambda: None
+hw = build(Engine, mem_free=gc.mem_free, keep_output=False)
 
 # start-up allocation, with frame encoding stubbed (its pure-Python binascii here
 # would dominate; see below); gc off so every byte allocated is counted
@@ -179,6 +143,7 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(SCRIPT)
     out = subprocess.run([node, str(REPO / "tools" / "mpy-run.mjs"), "--path", str(REPO / "firmware"),
+                          "--path", str(REPO / "tools" / "micropython"),
                           f.name], capture_output=True, text=True, cwd=REPO, timeout=300)
     if out.returncode != 0:
         print(out.stderr, file=sys.stderr)

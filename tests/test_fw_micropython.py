@@ -4,11 +4,14 @@ Vectors are computed here under CPython and checked there; IRQ handlers run
 under ``micropython.heap_lock()`` to prove they allocate nothing.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 
 from shotline_fw import config, nmea, timefit
 from shotline.fakehw import nmea_sentences
+
+FAKEBOARD = Path(__file__).resolve().parents[1] / "tools" / "micropython"   # fakeboard.py
 
 
 IRQ_SCRIPT = r"""
@@ -123,14 +126,12 @@ import os, time, array, json
 from shotline_fw import wire, outbox
 from shotline_fw.app import App
 from shotline_fw.detector import RAW_N
+import fakeboard
 
 os.mkdir("/flash")
 with open("/flash/config.json", "w") as f:
     f.write(json.dumps({"sensor_id": "mp1", "lat_deg": 40.4406248, "lon_deg": -79.995886,
                         "alt_m": 300.0, "block_samples": 64, "outbox_slots": 8}))
-
-class Obj:
-    pass
 
 class Engine:
     # a stand-in for the natmod: one trigger in every 10th block
@@ -149,44 +150,8 @@ class Engine:
     def dropped(self):
         return 0
 
-class USB:
-    def __init__(self):
-        self.out = b""
-        self.inp = b""
-    def read(self):
-        d, self.inp = self.inp, b""
-        return d
-    def write(self, b):
-        self.out += b
-
-class I2S:
-    def irq(self, h):
-        self.h = h
-    def readinto(self, buf):
-        self.buf = buf
-
-class UART:
-    def read(self):
-        return None
-
 def build():
-    hw = Obj()
-    hw.clock = time
-    hw.root = "/flash"
-    hw.usb = USB()
-    hw.led = Obj(); hw.led.value = lambda v: None
-    hw.wdt = None
-    hw.unique_id = b"\x01\x02\x03\x04\x05\x06\x07\x08"
-    hw.reset_cause = "power"
-    hw.i2s = I2S()
-    hw.open_i2s = lambda rate, block: hw.i2s
-    hw.open_uart = lambda baud: UART()
-    hw.attach_pps = lambda h: None
-    hw.make_detector = Engine
-    hw.mem_free = None
-    hw.temp_c = None
-    hw.reset = lambda: None
-    return hw
+    return fakeboard.build(Engine)
 
 hw = build()
 app = App(hw)
@@ -216,7 +181,7 @@ print("app-ok")
 
 
 def test_app_runs_under_micropython(micropython):
-    out = micropython(APP_SCRIPT)
+    out = micropython(APP_SCRIPT, paths=[FAKEBOARD])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "app-ok"
 
