@@ -286,25 +286,36 @@ def test_cli_keys_and_snippet_usage_errors(tmp_path, capsys):
     assert "chain broken at record 1" in capsys.readouterr().out
 
 
-def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):
-    """`shotline snippet --sensor --seq --port` against the real firmware on a pty."""
-    import time
-
+def _provisioned_sensor(name, tmp_path, keydir):
+    """A virtual sensor with this test's key provisioned before boot; its default card holds the ring."""
     from shotline.virtual import VirtualSensor
 
     root = tmp_path / "vs"
-    root.mkdir()                       # keys provisioned before boot; the default card holds the ring
+    root.mkdir()
     (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
-    vs = VirtualSensor("V1", root, folder=tmp_path / "ports", speed=8.0)
+    vs = VirtualSensor(name, root, folder=tmp_path / "ports", speed=8.0)
     assert vs.board.privacy is not None and (root / "sdcard.img").exists()
+    return vs
+
+
+def _wait_for_triggers(vs, n, timeout_s=20.0):
+    """Seqs of the board's un-acked triggers once it holds at least ``n`` (or at the timeout)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with vs._lock:
+            pending = vs.board.app.outbox.pending()
+        if len(pending) >= n or time.monotonic() > deadline:
+            return pending
+        time.sleep(0.1)
+
+
+def test_cli_snippet_over_a_pty_from_a_virtual_sensor(tmp_path, keydir, capsys):
+    """`shotline snippet --sensor --seq --port` against the real firmware on a pty."""
+    vs = _provisioned_sensor("V1", tmp_path, keydir)
     with vs:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with vs._lock:
-                pending = vs.board.app.outbox.pending()
-            if len(pending) >= 9:
-                break
-            time.sleep(0.1)
+        pending = _wait_for_triggers(vs, 9)
         seq = pending[3]                   # onset 3.5 s: a full window
         rc = main(["snippet", "--sensor", "V1", "--seq", str(seq), "--port", vs.path,
                    "--reason", "pty test", "--keys", str(keydir), "--out", str(tmp_path / "out"),
@@ -323,22 +334,11 @@ def test_cli_snippet_by_event_from_the_store(tmp_path, keydir, capsys):
     import time
 
     from shotline.store import Store
-    from shotline.virtual import VirtualSensor
 
-    root = tmp_path / "vs"
-    root.mkdir()                       # keys provisioned before boot; the default card holds the ring
-    (root / "keys.json").write_text(json.dumps({"ed25519": [keys.load_public(keydir).hex()]}))
-    vs = VirtualSensor("V2", root, folder=tmp_path / "ports", speed=8.0)
-    assert vs.board.privacy is not None and (root / "sdcard.img").exists()
+    vs = _provisioned_sensor("V2", tmp_path, keydir)
     db = tmp_path / "store.sqlite"
     with vs:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with vs._lock:
-                pending = vs.board.app.outbox.pending()
-            if len(pending) >= 9:
-                break
-            time.sleep(0.1)
+        pending = _wait_for_triggers(vs, 9)
         seq = pending[-5]
         with Store(db) as store:
             store.upsert_sensor("V2", port=vs.path)
