@@ -40,5 +40,6 @@ setup(
     },
     entry_points={"console_scripts": ["shotline = shotline.cli:main"]},
     setup_requires=["cffi>=1.16"],
-    cffi_modules=["native/build_ffi.py:ffibuilder", "native/build_ffi_verify.py:ffibuilder"],
+    cffi_modules=["native/build_ffi.py:ffibuilder", "native/build_ffi_verify.py:ffibuilder",
+                  "native/assoc/build_ffi.py:ffibuilder"],
 )

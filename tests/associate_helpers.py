@@ -1,0 +1,87 @@
+"""Reference for the association tests: the NumPy source search that
+``native/assoc/search.c`` replaced (same algorithm, see
+``shotline.associate_search``), to check the C kernel against.
+"""
+import numpy as np
+
+from shotline.locate import minimal_solutions
+
+
+def _pairs(rows, sensor_of):
+    """Index pairs of ``rows`` on two different sensors."""
+    a, b = np.triu_indices(len(rows), 1)
+    keep = sensor_of[rows[a]] != sensor_of[rows[b]]
+    return np.stack([rows[a[keep]], rows[b[keep]]], axis=1)
+
+
+def _score(P, t_emit, rel, dt, sensor_of, level, c_m_s, tolerance_s):
+    """Per hypothesis: sensors explained, their loudness sum, SSE; and all residuals (H, N)."""
+    d = np.sqrt(((rel[None, :, :] - P[:, None, :]) ** 2).sum(axis=2))
+    resid = dt[None, :] - t_emit[:, None] - d / c_m_s
+    absr = np.abs(resid)
+    order = np.argsort(sensor_of, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(sensor_of[order]) != 0])
+    best_per_sensor = np.minimum.reduceat(absr[:, order], starts, axis=1)
+    inside = best_per_sensor <= tolerance_s
+    sse = np.where(inside, best_per_sensor ** 2, 0.0).sum(axis=1)
+    loudest = np.maximum.reduceat(np.where(absr <= tolerance_s, level, -np.inf)[:, order], starts, axis=1)
+    loudness = np.where(np.isfinite(loudest), loudest, 0.0).sum(axis=1)
+    return inside.sum(axis=1), loudness, sse, resid
+
+
+def reference_best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, source_up_m,
+                 level_db=None, min_count=2, near_sensors=7, score_sensors=12, shortlist=24, n_best=4,
+                 distinct_m=10.0):
+    """Best sources for an anchor and its candidates, best first.
+
+    ``p0_m``: anchor sensor ``(3,)`` metres; ``dt_s``: ``(N,)`` candidate
+    times minus the anchor time (s); ``pos_m``: ``(N, 3)`` candidate sensor
+    positions; ``sensor_of``: ``(N,)`` integer sensor labels;
+    ``source_up_m``: height of the source plane (same frame); ``level_db``:
+    ``(N,)`` trigger levels (NaN unknown), louder sets win ties.  Returns up to
+    ``n_best`` hypotheses at least ``distinct_m`` apart that explain at least
+    ``min_count`` candidate sensors (besides the anchor), each
+    ``(source_m (3,), t_emit_s relative to the anchor, residual_s (N,))``.
+    """
+    origin = np.array([p0_m[0], p0_m[1], source_up_m], dtype=float)
+    p0 = np.asarray(p0_m, dtype=float) - origin         # anchor above the origin, source plane z=0
+    dt = np.asarray(dt_s, dtype=float)
+    rel = np.asarray(pos_m, dtype=float) - origin
+    sensor_of = np.asarray(sensor_of)
+    dist = np.hypot(rel[:, 0], rel[:, 1])
+    labels, first = np.unique(sensor_of, return_index=True)
+    by_distance = labels[np.argsort(dist[first], kind="stable")]    # sensors, nearest first
+    pairs = _pairs(np.flatnonzero(np.isin(sensor_of, by_distance[:near_sensors])), sensor_of)
+    if len(pairs) == 0:
+        return []
+    S = np.zeros((len(pairs), 3, 3))
+    S[:, 0] = p0
+    S[:, 1] = rel[pairs[:, 0]]
+    S[:, 2] = rel[pairs[:, 1]]
+    T = np.zeros((len(pairs), 3))
+    T[:, 1] = dt[pairs[:, 0]]
+    T[:, 2] = dt[pairs[:, 1]]
+    centre = S.mean(axis=1, keepdims=True) * np.array([1.0, 1.0, 0.0])   # keeps the solver well posed
+    P, t_emit, valid = minimal_solutions(S - centre, T, 2, c_m_s)
+    P = P + centre
+    P, t_emit = P[valid], t_emit[valid]
+    keep = np.hypot(P[:, 0], P[:, 1]) <= max_range_m
+    P, t_emit = P[keep], t_emit[keep]
+    if len(P) == 0:
+        return []
+    level = np.zeros(len(dt)) if level_db is None else np.asarray(level_db, float)
+    level = np.where(np.isnan(level), 0.0, level)
+    # First pass on the nearest sensors' candidates only, then every candidate for a shortlist.
+    near_rows = np.flatnonzero(np.isin(sensor_of, by_distance[:score_sensors]))
+    count, loudness, sse, _ = _score(P, t_emit, rel[near_rows], dt[near_rows], sensor_of[near_rows],
+                                     level[near_rows], c_m_s, tolerance_s)
+    short = np.lexsort((sse, -loudness, -count))[:shortlist]
+    P, t_emit = P[short], t_emit[short]
+    count, loudness, sse, resid = _score(P, t_emit, rel, dt, sensor_of, level, c_m_s, tolerance_s)
+    chosen = []
+    for h in np.lexsort((sse, -loudness, -count)):
+        if count[h] < min_count or len(chosen) == n_best:
+            break
+        if all(np.hypot(*(P[h, :2] - P[g, :2])) > distinct_m for g in chosen):
+            chosen.append(h)
+    return [(P[h] + origin, float(t_emit[h]), resid[h]) for h in chosen]
