@@ -643,8 +643,18 @@ class Associator:
             return None
         here = np.asarray(source_m, dtype=float)
         dist_m = np.linalg.norm(self._p[members] - here, axis=1)
-        near = np.asarray(self._tree.query_ball_point(here, float(dist_m.max()) + 1e-6), dtype=np.int64)
-        near = near[np.argsort(np.linalg.norm(self._sensor_xyz[near] - here, axis=1))]
+        reach_m = float(dist_m.max()) + 1e-6
+        m0 = int(np.argmin(dist_m))
+        if reach_m + float(dist_m[m0]) + 2.0 <= 2.0 * self.max_range_m:
+            # every sensor within reach of the source is a neighbour of the nearest
+            # member's sensor (within 2 * max_range_m; 2 m: a trigger's position may
+            # differ from its sensor's registered one by up to 1 m)
+            near = self._neighbourhood(int(self._s[members[m0]]))[0]
+        else:
+            near = np.asarray(self._tree.query_ball_point(here, reach_m), dtype=np.int64)
+        d = np.linalg.norm(self._sensor_xyz[near] - here, axis=1)
+        inside = d <= reach_m
+        near = near[inside][np.argsort(d[inside])]
         took_part = np.isin(near, self._s[members])
         n_check = min(self.min_sensors, len(near))
         if took_part[:n_check].sum() < math.ceil(self.nearest_fraction * n_check):
