@@ -46,6 +46,11 @@ TN098_RMS_RANGE_M = (0.4, 6.4)
 REAL_GATES_S = (4e-3, 10e-3, 40e-3)
 POOL_GATE_S = 10e-3
 POOL_MIN_SENSORS = 6
+AUDIO_MIN_PULSES = 4     # the association oracle locates shots with >= 4 pulses on audio sensors
+AUDIO_ORACLE_GATE_S = 40e-3
+WITHIN_M = 15.0          # the issue's target: >= 95 % of shots within 15 m
+PICK_WINDOW_S = 50e-3
+PICK_GATE_S = 30e-3      # shotline process's association tolerance
 
 
 # ----------------------------------------------------------------------------
@@ -261,6 +266,102 @@ def pittsburgh():
     print(f"Part 2 took {time.perf_counter() - t_start:.1f} s")
 
 
+# ----------------------------------------------------------------------------
+# Part 3: the audio sensors alone (the oracle of eval/associate.py --part b)
+
+
+def _fix_error_m(fix, survey_m):
+    """Horizontal error of the first solution and the smallest over all solutions (m)."""
+    errs = [float(np.hypot(*(f.position_m[:2] - np.asarray(survey_m[:2])))) for f in (fix,) + fix.alternatives]
+    errs = [e if np.isfinite(e) else np.inf for e in errs]
+    return errs[0], min(errs)
+
+
+def _detections(test):
+    """Our detector's onsets (POSIX s) per audio sensor of a test."""
+    from shotline.detect import detect_file
+
+    return {r.sensor: (r.position_m, np.array([r.start_utc_s + t.onset_s for t in detect_file(r.path)]))
+            for r in test.recordings}
+
+
+def _audio_round(test, k, detections):
+    """One fired round on the audio sensors: what ShotSpotter's selection and our
+    detector's picks give.  Returns a dict (errors in m, inf when not located)."""
+    out = {"fp": test.firing_position, "n_sel": 0, "oracle": np.inf, "first3": np.inf, "any3": np.inf,
+           "all": np.inf, "picks": np.inf}
+    if k >= len(test.shots):
+        out["n_sel"] = None  # ShotSpotter's selection lists fewer shots than rounds fired
+        return out
+    by_id = test.pulse_by_uuid()
+    pulses = [by_id[u] for u in test.shots[k] if u in by_id]
+    audio = [p for p in pulses if p.sensor in detections]
+    out["n_sel"] = len(audio)
+    kw = dict(temperature_c=test.temperature_c)   # as eval/associate.py: 2.5-D on the median sensor height
+    ref = locate([p.position_m for p in pulses], [p.arrival_utc_s for p in pulses], gate_s=AUDIO_ORACLE_GATE_S, **kw)
+    out["all"] = _fix_error_m(ref, test.survey_m)[0]
+    if len(audio) >= 3:
+        fix = locate([p.position_m for p in audio], [p.arrival_utc_s for p in audio], gate_s=AUDIO_ORACLE_GATE_S, **kw)
+        first, best = _fix_error_m(fix, test.survey_m)
+        out.update({"oracle": first} if len(audio) >= 4 else {"first3": first, "any3": best})
+    # Our detector's picks within PICK_WINDOW_S of the straight-line prediction from the
+    # all-sensor fix (a perfect association), located as the association would.
+    rows, times, ids = [], [], []
+    for sensor, (pos, onsets) in detections.items():
+        predicted = ref.t_emit_s + np.linalg.norm(np.asarray(pos) - ref.position_m) / ref.speed_of_sound_m_s
+        for t in onsets[np.abs(onsets - predicted) <= PICK_WINDOW_S]:
+            rows.append(pos), times.append(t), ids.append(sensor)
+    if len(set(ids)) >= 3:
+        fix = locate(rows, times, gate_s=PICK_GATE_S, sensor_ids=ids, **kw)
+        if fix.n_used >= AUDIO_MIN_PULSES:
+            out["picks"] = _fix_error_m(fix, test.survey_m)[0]
+    return out
+
+
+def audio_sensors():
+    from shotline.datasets import pittsburgh as pb
+
+    if pb.root() is None:
+        print("Part 3: Pittsburgh data not found (set SHOTLINE_DATA); skipped")
+        return
+    t_start = time.perf_counter()
+    rounds = []
+    for test in pb.iter_tests():
+        detections = _detections(test)
+        rounds += [_audio_round(test, k, detections) for k in range(test.rounds)]
+    w = WITHIN_M
+    print(f"\nPart 3: only the sensors with audio (4-6 per test); share of fired rounds located within {w:.0f} m")
+    print(f"  oracle = ShotSpotter's selection on those sensors, >= {AUDIO_MIN_PULSES} pulses, gate "
+          f"{AUDIO_ORACLE_GATE_S * 1e3:.0f} ms (eval/associate.py --part b)")
+    print(f"  {'':9} {'rounds':>6} | {'>=4 sel':>7} {'<=15m':>5} {'max m':>5} | {'3 sel':>5} {'first':>5} "
+          f"{'any':>4} | {'<=2':>3} {'none':>4} | {'all SST':>7} | {'det picks':>9}")
+    groups = [(fp, (fp,)) for fp in FIRING_POSITIONS] + [("FP1-3", FIRING_POSITIONS[:3]),
+                                                          ("FP4-6", FIRING_POSITIONS[3:]), ("all", FIRING_POSITIONS)]
+    for name, fps in groups:
+        rr = [r for r in rounds if r["fp"] in fps]
+        four = [r for r in rr if r["n_sel"] is not None and r["n_sel"] >= 4]
+        three = [r for r in rr if r["n_sel"] == 3]
+        max_err = max((r["oracle"] for r in four), default=np.nan)
+        n = len(rr)
+        line = (f"  {name:9} {n:6d} | {len(four):7d} {sum(r['oracle'] <= w for r in four):5d} {max_err:5.1f} | "
+                f"{len(three):5d} {sum(r['first3'] <= w for r in three):5d} {sum(r['any3'] <= w for r in three):4d} | "
+                f"{sum(r['n_sel'] is not None and r['n_sel'] <= 2 for r in rr):3d} "
+                f"{sum(r['n_sel'] is None for r in rr):4d} | {sum(r['all'] <= w for r in rr):7d} | "
+                f"{sum(r['picks'] <= w for r in rr):9d}")
+        if len(fps) > 1:
+            oracle = sum(r["oracle"] <= w for r in rr)
+            line += (f"\n  {'':9} oracle {oracle / n:.1%}; with 3-pulse fixes {(oracle + sum(r['first3'] <= w for r in rr)) / n:.1%} "
+                     f"(best solution {(oracle + sum(r['any3'] <= w for r in rr)) / n:.1%}); all SST sensors "
+                     f"{sum(r['all'] <= w for r in rr) / n:.1%}; detector picks {sum(r['picks'] <= w for r in rr) / n:.1%}")
+        print(line)
+    print(f"  columns: >=4 sel = rounds whose selection has >= 4 pulses on audio sensors, located; 3 sel: "
+          f"3 pulses (2.5-D fix: first solution / any solution within {w:.0f} m); <=2, none: cannot be located "
+          f"(none = fewer selections than rounds); all SST = the selection on all sensors; det picks = our "
+          f"detector's onsets within {PICK_WINDOW_S * 1e3:.0f} ms of the all-sensor prediction, gate "
+          f"{PICK_GATE_S * 1e3:.0f} ms, >= {AUDIO_MIN_PULSES} used")
+    print(f"Part 3 took {time.perf_counter() - t_start:.1f} s")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=100, help="synthetic events per row")
@@ -273,6 +374,7 @@ def main(argv=None):
         print(f"Part 1 took {time.perf_counter() - t0:.1f} s")
     if not args.skip_real:
         pittsburgh()
+        audio_sensors()
     return 0
 
 
