@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from shotline.acoustics import speed_of_sound_m_s
 from shotline.associate import Associator, Trigger, associate
+from shotline.associate_fit import consistent_fix
 from shotline.associate_search import best_sources
 from shotline.associate_synth import grid_sensors, make_scene, score
+from shotline.locate import locate
 
 T0 = 1_545_180_567.0
 TEMPERATURE_C = 10.0
@@ -350,3 +352,42 @@ def test_compiled_search_matches_the_numpy_reference(seed, n_sources, levels):
     got, want = best_sources(p0, dt, pos, s, C, **kw), reference_best_sources(p0, dt, pos, s, C, **kw)
     assert len(got) > 0 and len(want) > 0
     assert np.allclose(got[0][0], want[0][0], atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(5, 14), given_height=st.booleans(),
+       echo_s=st.sampled_from([0.0, 0.0, 0.004, 0.03]))
+def test_consistent_fix_is_what_locate_returns(seed, n, given_height, echo_s):
+    rng = np.random.default_rng(seed)
+    sensors = rng.uniform(-700.0, 700.0, (n, 3))
+    sensors[:, 2] = rng.uniform(3.0, 20.0, n)
+    source = (rng.uniform(-300, 300), rng.uniform(-300, 300), 0.0)
+    times = T0 + np.linalg.norm(sensors - source, axis=1) / C + rng.normal(0.0, 2e-4, n)
+    times[0] += echo_s                  # an echo in the set: mostly not consistent, left to locate()
+    up = 0.0 if given_height else None
+    ref = locate(sensors, times, temperature_c=TEMPERATURE_C, gate_s=0.002, sensor_ids=list(range(n)),
+                 **({"source_up_m": up} if given_height else {}))
+    fast = consistent_fix(sensors, times, C, 0.002, up)
+    if fast is None:                    # whenever it answers, it answers as locate() does
+        assert echo_s > 0 or not ref.used.all() or ref.status != "ok"
+        return
+    assert ref.used.all() and ref.status == fast.status == "ok"
+    assert (fast.message, fast.reasons, fast.mode, fast.timing_sigma_source) == \
+        (ref.message, ref.reasons, ref.mode, ref.timing_sigma_source)
+    assert np.allclose(fast.position_m, ref.position_m, atol=1e-5)     # both stop at 1 µm steps
+    assert fast.t_emit_s == pytest.approx(ref.t_emit_s, abs=1e-9)
+    assert np.allclose(fast.residuals_s, ref.residuals_s, atol=1e-9)
+    assert np.allclose(fast.covariance_m2, ref.covariance_m2, rtol=1e-5, atol=1e-12)
+    for name in ("residual_rms_s", "timing_sigma_s", "gdop", "speed_of_sound_m_s"):
+        assert getattr(fast, name) == pytest.approx(getattr(ref, name), rel=1e-6)
+    assert fast.ellipse95_m.major_m == pytest.approx(ref.ellipse95_m.major_m, rel=1e-5)
+
+
+def test_consistent_fix_refuses_what_locate_must_search():
+    sensors = np.array([[0.0, 0.0, 5.0], [400.0, 0.0, 5.0], [0.0, 400.0, 5.0], [400.0, 400.0, 5.0]])
+    times = T0 + np.linalg.norm(sensors - (100.0, 150.0, 0.0), axis=1) / C
+    assert consistent_fix(sensors, times, C, 0.002) is None            # 4 arrivals: locate() searches subsets
+    line = np.column_stack([np.arange(6) * 100.0, np.zeros(6), np.full(6, 5.0)])
+    times = T0 + np.linalg.norm(line - (250.0, 80.0, 0.0), axis=1) / C
+    assert consistent_fix(line, times, C, 0.002) is None                # collinear: a mirror image fits too
+    assert locate(line, times, temperature_c=TEMPERATURE_C, gate_s=0.002).status == "degenerate"
