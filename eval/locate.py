@@ -60,6 +60,7 @@ AUDIO_MIN_PULSES = 4     # the association oracle locates shots with >= 4 pulses
 AUDIO_ORACLE_GATE_S = 40e-3
 WITHIN_M = 15.0          # the issue's target: >= 95 % of shots within 15 m
 PICK_WINDOW_S = 50e-3
+ORACLE_GATES_S = (10e-3, 20e-3, 30e-3, 40e-3, 60e-3)
 PICK_GATE_S = 30e-3      # shotline process's association tolerance
 
 
@@ -335,6 +336,21 @@ def _audio_round(test, k, detections):
     return out
 
 
+def _oracle_kept(test, gate_s):
+    """How many of the oracle's shots are located within WITHIN_M from at least
+    AUDIO_MIN_PULSES arrivals with this consistency gate."""
+    audio = {r.sensor for r in test.recordings}
+    by_id = test.pulse_by_uuid()
+    kept = 0
+    for shot in test.shots:
+        pulses = [by_id[u] for u in shot if u in by_id and by_id[u].sensor in audio]
+        if len(pulses) >= AUDIO_MIN_PULSES:
+            fix = locate([p.position_m for p in pulses], [p.arrival_utc_s for p in pulses],
+                         temperature_c=test.temperature_c, gate_s=gate_s)
+            kept += fix.n_used >= AUDIO_MIN_PULSES and _fix_error_m(fix, test.survey_m)[0] <= WITHIN_M
+    return kept
+
+
 def _oracle_on_recording_positions(test):
     """Errors (m) of the oracle's shots (>= 4 selected pulses on audio sensors) when
     the sensors are placed where their recordings say, as ``shotline process`` does."""
@@ -357,13 +373,15 @@ def audio_sensors():
         print("Part 3: Pittsburgh data not found (set SHOTLINE_DATA); skipped")
         return
     t_start = time.perf_counter()
-    rounds, offsets_m, with_recording_positions = [], [], []
+    rounds, offsets_m, with_recording_positions, by_gate = [], [], [], {g: 0 for g in ORACLE_GATES_S}
     for test in pb.iter_tests():
         detections = _detections(test)
         rounds += [_audio_round(test, k, detections) for k in range(test.rounds)]
         offsets_m += [np.linalg.norm(np.asarray(r.position_m) - p.position_m)
                       for r in test.recordings for p in test.pulses if p.sensor == r.sensor]
         with_recording_positions += _oracle_on_recording_positions(test)
+        for gate in ORACLE_GATES_S:
+            by_gate[gate] += _oracle_kept(test, gate)
     w = WITHIN_M
     print(f"\nPart 3: only the sensors with audio (4-6 per test); share of fired rounds located within {w:.0f} m")
     print(f"  oracle = ShotSpotter's selection on those sensors, >= {AUDIO_MIN_PULSES} pulses, gate "
@@ -396,6 +414,8 @@ def audio_sensors():
           f"pulse ShotSpotter's audio sensors reported, det picks = our detector's onsets, each within "
           f"{PICK_WINDOW_S * 1e3:.0f} ms of the all-sensor prediction, gate {PICK_GATE_S * 1e3:.0f} ms, "
           f">= {AUDIO_MIN_PULSES} used")
+    print(f"  the oracle's shots still located within {w:.0f} m from >= {AUDIO_MIN_PULSES} arrivals at other gates: "
+          + ", ".join(f"{g * 1e3:.0f} ms {n}" for g, n in by_gate.items()))
     e = np.array(with_recording_positions)
     print(f"  sensor positions: the recordings' differ from those on ShotSpotter's pulses by "
           f"{np.median(offsets_m):.1f} m (median), {np.percentile(offsets_m, 90):.1f} m (p90), "
