@@ -298,6 +298,8 @@ class Associator:
             self._tree = cKDTree(self._sensor_xyz)
             self._neighbours = {}
             self._scratch = np.full(len(self._sensor_pos), -np.inf)   # -inf: not a neighbour
+            self._flag = np.zeros(len(self._sensor_pos), dtype=bool)   # per sensor, left all False
+            self._rank_of = np.zeros(len(self._sensor_pos), dtype=np.int64)   # per sensor, left all 0
             self._heard_s = np.r_[self._heard_s, np.full(len(self._sensor_pos) - len(self._heard_s), -np.inf)]
         hood = self._neighbours.get(k)
         if hood is None:
@@ -593,7 +595,8 @@ class Associator:
         """From ``idx``, one trigger per sensor within ``limit``: the loudest, then the best fit."""
         ok = abs_resid <= limit
         idx, abs_resid = idx[ok], abs_resid[ok]
-        order = np.lexsort((abs_resid, -np.nan_to_num(self._lvl[idx], nan=0.0), self._s[idx]))
+        level = self._lvl[idx]
+        order = np.lexsort((abs_resid, -np.where(np.isnan(level), 0.0, level), self._s[idx]))
         idx = idx[order]
         first = np.ones(len(idx), dtype=bool)
         first[1:] = self._s[idx][1:] != self._s[idx][:-1]
@@ -661,23 +664,27 @@ class Associator:
         d = np.linalg.norm(self._sensor_xyz[near] - here, axis=1)
         inside = d <= reach_m
         near = near[inside][np.argsort(d[inside])]
-        took_part = np.isin(near, self._s[members])
+        sensors = self._s[members]
+        self._flag[sensors] = True
+        took_part = self._flag[near]
+        self._flag[sensors] = False
         n_check = min(self.min_sensors, len(near))
         if took_part[:n_check].sum() < math.ceil(self.nearest_fraction * n_check):
             return None
-        rank = {int(k): r for r, k in enumerate(near)}
+        self._rank_of[near] = np.arange(len(near))
+        rank = self._rank_of[sensors]       # 0 for a member's sensor not among them
+        self._rank_of[near] = 0
         before = np.cumsum(took_part) - took_part
-        keep = [m for m in members
-                if (r := rank.get(int(self._s[m]), 0)) < n_check or before[r] >= self.nearest_fraction * r]
-        return np.asarray(keep, dtype=np.int64)
+        return members[(rank < n_check) | (before[rank] >= self.nearest_fraction * rank)]
 
     def _make_event(self, fix, members, window, deadline, event_id=None, revision=0):
         members = members[np.argsort(self._t[members], kind="stable")]
         np.maximum.at(self._heard_s, self._s[members], self._t[members])
         resid = self._predicted_residuals(fix, members)
-        taken = set(self._s[members].tolist())
         rest = window[self._state[window] != _IN_EVENT]
-        rest = rest[[int(s) not in taken for s in self._s[rest]]] if len(rest) else rest
+        self._flag[self._s[members]] = True         # sensors taken by the event
+        rest = rest[~self._flag[self._s[rest]]]
+        self._flag[self._s[members]] = False
         outliers = ()
         if len(rest):
             r = self._predicted_residuals(fix, rest)

@@ -10,8 +10,9 @@ of small NumPy calls.  :func:`consistent_fix` does the same fit in C
 (``native/assoc/fit.c``: the same start, Levenberg–Marquardt damping, scaling
 and stopping rule) and builds the same :class:`~shotline.locate.Fix`
 (covariance, 95 % ellipse, GDOP, timing sigma from the residuals) in ~60 µs;
-for any set it cannot vouch for it returns None and the caller uses
-``locate``.  Only for ``locate``'s defaults (2.5-D, timing sigma from the
+for any set it cannot vouch for (it also refuses a normal matrix whose
+condition number may come near the 1e14 at which ``locate`` calls the
+geometry degenerate) it returns None and the caller uses ``locate``.  Only for ``locate``'s defaults (2.5-D, timing sigma from the
 residuals, no speed estimate).
 """
 import math
@@ -28,7 +29,6 @@ except ImportError as exc:    # pragma: no cover - depends on the build
                       "(or `python native/assoc/build_ffi.py`)") from exc
 
 MIN_ARRIVALS = 5       # locate() returns the all-arrival fit of a consistent set this large as it is
-_COND_MAX = 1e14       # locate(): a covariance beyond this condition number is degenerate
 _chi2_limits = {}
 
 
@@ -65,35 +65,22 @@ def consistent_fix(sensors_m, arrival_times_s, c_m_s, gate_s, source_up_m=None):
     S = np.ascontiguousarray(s - offset)
     dt = np.ascontiguousarray(t - t_ref)
     p = np.zeros(3)
-    t0 = ffi.new("double *")
+    t0, gdop = ffi.new("double *"), ffi.new("double *")
     r = np.empty(n)
+    inv = np.empty((3, 3))
     if lib.assoc_fit(n, ffi.from_buffer("double[]", S), ffi.from_buffer("double[]", dt), float(c_m_s),
-                     ffi.from_buffer("double[]", p), t0, ffi.from_buffer("double[]", r)) != 0:
+                     ffi.from_buffer("double[]", p), t0, ffi.from_buffer("double[]", r),
+                     ffi.from_buffer("double[]", inv), gdop) != 0:
         return None
     sse = float(r @ r)
     if float(np.max(np.abs(r))) > gate_s or sse / (gate_s / GATE_SIGMAS) ** 2 > _chi2_limit(n - 3):
         return None
     # Uncertainty as locate() reports it: timing sigma from the residuals (3 unknowns).
     sigma = math.sqrt(sse / (n - 3))
-    diff = S - p
-    d = np.maximum(np.sqrt(np.einsum("ij,ij->i", diff, diff)), 1e-9)
-    J = np.empty((n, 3))
-    J[:, :2] = diff[:, :2] / (d * c_m_s)[:, None]
-    J[:, 2] = -1.0
-    JtJ = J.T @ J
-    if np.linalg.cond(JtJ) > _COND_MAX:
-        return None
     cov = np.zeros((3, 3))
-    cov[:2, :2] = np.linalg.inv(JtJ)[:2, :2] * sigma ** 2
-    H = J.copy()
-    H[:, :2] *= c_m_s
-    H[:, 2] = 1.0
-    try:
-        gdop = float(math.sqrt(np.trace(np.linalg.inv(H.T @ H))))
-    except np.linalg.LinAlgError:
-        gdop = math.inf
+    cov[:2, :2] = inv[:2, :2] * sigma ** 2
     return Fix(status="ok", position_m=_frozen(p + offset), t_emit_s=t_ref + t0[0],
                covariance_m2=_frozen(cov), ellipse95_m=ellipse95(cov), used=_frozen(np.ones(n, bool), bool),
                residuals_s=_frozen(r), reasons=("used",) * n, residual_rms_s=math.sqrt(sse / n),
-               timing_sigma_s=sigma, timing_sigma_source="residuals", gdop=gdop,
+               timing_sigma_s=sigma, timing_sigma_source="residuals", gdop=gdop[0],
                speed_of_sound_m_s=float(c_m_s), mode="2.5d", message="")

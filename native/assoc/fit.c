@@ -52,8 +52,51 @@ static double residuals(int n, const double *s, const double *dt, double c, doub
     return cost;
 }
 
+/* J^T J at (x, y) for the residuals' derivatives d r / d (x, y, t0). */
+static void normal_matrix(int n, const double *s, double c, double x, double y, const double *r,
+                          double JtJ[4][4], double Jtr[4])
+{
+    for (int j = 0; j < 3; j++) {
+        Jtr[j] = 0.0;
+        for (int k = 0; k < 3; k++)
+            JtJ[j][k] = 0.0;
+    }
+    for (int i = 0; i < n; i++) {
+        double dx = s[3 * i] - x, dy = s[3 * i + 1] - y, dz = s[3 * i + 2];
+        double dist = fmax(sqrt(dx * dx + dy * dy + dz * dz), 1e-9);
+        double J[3] = {dx / (dist * c), dy / (dist * c), -1.0};
+        for (int j = 0; j < 3; j++) {
+            Jtr[j] += J[j] * r[i];
+            for (int k = 0; k < 3; k++)
+                JtJ[j][k] += J[j] * J[k];
+        }
+    }
+}
+
+/* Inverse of a symmetric 3 x 3 matrix by cofactors; -1 if the Frobenius condition number > 1e10. */
+static int inverse3(double A[4][4], double *inv)
+{
+    double c00 = A[1][1] * A[2][2] - A[1][2] * A[2][1], c01 = A[1][2] * A[2][0] - A[1][0] * A[2][2],
+           c02 = A[1][0] * A[2][1] - A[1][1] * A[2][0];
+    double det = A[0][0] * c00 + A[0][1] * c01 + A[0][2] * c02;
+    if (!(det != 0.0) || !isfinite(det))
+        return -1;
+    double adj[9] = {c00, A[0][2] * A[2][1] - A[0][1] * A[2][2], A[0][1] * A[1][2] - A[0][2] * A[1][1],
+                     c01, A[0][0] * A[2][2] - A[0][2] * A[2][0], A[0][2] * A[1][0] - A[0][0] * A[1][2],
+                     c02, A[0][1] * A[2][0] - A[0][0] * A[2][1], A[0][0] * A[1][1] - A[0][1] * A[1][0]};
+    double norm_a = 0.0, norm_inv = 0.0;
+    for (int j = 0; j < 3; j++)
+        for (int k = 0; k < 3; k++)
+            norm_a += A[j][k] * A[j][k];
+    for (int j = 0; j < 9; j++) {
+        inv[j] = adj[j] / det;
+        norm_inv += inv[j] * inv[j];
+    }
+    return sqrt(norm_a * norm_inv) <= 1e10 ? 0 : -1;
+}
+
 int assoc_fit(int n, const double *s_m, const double *dt_s, double c_m_s, double *out_p_m,
-              double *out_t0_s, double *out_resid_s)
+              double *out_t0_s, double *out_resid_s, double *out_inv, double *out_gdop)
 {
     if (n < 4)
         return -1;
@@ -108,17 +151,8 @@ int assoc_fit(int n, const double *s_m, const double *dt_s, double c_m_s, double
     double lam = 1e-3;
     double cost = residuals(n, s_m, dt_s, c_m_s, px, py, t0, out_resid_s);
     for (int it = 0; it < 30; it++) {
-        double JtJ[4][4] = {{0.0}}, Jtr[4] = {0.0};
-        for (int i = 0; i < n; i++) {
-            double dx = s_m[3 * i] - px, dy = s_m[3 * i + 1] - py, dz = s_m[3 * i + 2];
-            double dist = fmax(sqrt(dx * dx + dy * dy + dz * dz), 1e-9);
-            double J[3] = {dx / (dist * c_m_s), dy / (dist * c_m_s), -1.0};
-            for (int j = 0; j < 3; j++) {
-                Jtr[j] += J[j] * out_resid_s[i];
-                for (int k = 0; k < 3; k++)
-                    JtJ[j][k] += J[j] * J[k];
-            }
-        }
+        double JtJ[4][4], Jtr[4];
+        normal_matrix(n, s_m, c_m_s, px, py, out_resid_s, JtJ, Jtr);
         double dd[3], step[4];
         for (int j = 0; j < 3; j++)
             dd[j] = sqrt(fmax(JtJ[j][j], 1e-300));
@@ -155,5 +189,11 @@ int assoc_fit(int n, const double *s_m, const double *dt_s, double c_m_s, double
     out_p_m[0] = px;
     out_p_m[1] = py;
     *out_t0_s = t0;
+    /* Uncertainty at the fix; GDOP from H = [c J_xy, 1], whose (H^T H)^-1 is (J^T J)^-1 rescaled. */
+    double JtJ[4][4], Jtr[4];
+    normal_matrix(n, s_m, c_m_s, px, py, out_resid_s, JtJ, Jtr);
+    if (inverse3(JtJ, out_inv) != 0)
+        return -1;
+    *out_gdop = sqrt((out_inv[0] + out_inv[4]) / (c_m_s * c_m_s) + out_inv[8]);
     return 0;
 }
