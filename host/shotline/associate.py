@@ -70,6 +70,11 @@ _ANCHOR, _FINAL = 0, 1
 _JOINABLE = np.array([True, False, False, True, True])     # by state: may join a new event
 
 
+def _row_norms(d):
+    """Euclidean norm of each row (as ``np.linalg.norm(d, axis=1)``, without its overhead)."""
+    return np.sqrt((d * d).sum(axis=1))
+
+
 @dataclass(frozen=True)
 class Trigger:
     """One sensor's report of an impulse, as association needs it.
@@ -357,7 +362,8 @@ class Associator:
         self.stats["triggers"] += 1
         k = self._sensor_index(trigger.sensor, trigger.position_m)
         t = trigger.time_utc_s
-        late = t + self._neighbourhood(k)[2] < self.now_s
+        wait_s = self._neighbourhood(k)[2]
+        late = t + wait_s < self.now_s
         if late:
             self.stats["late"] += 1
             revised = self._attach_late(trigger)
@@ -372,7 +378,7 @@ class Associator:
             horizon = self.now_s - 2.0 * (self.reverb_s + self._span_s + self.max_delay_s)
             if history[0][0] < horizon:
                 del history[:bisect.bisect_left(history, (horizon,))]
-        heapq.heappush(self._deadlines, (t + self._neighbourhood(k)[2], slot, _ANCHOR))
+        heapq.heappush(self._deadlines, (t + wait_s, slot, _ANCHOR))
 
     def _masked(self, j):
         """Is trigger ``j`` in the reverberation of a louder one just before it on its sensor?
@@ -506,7 +512,10 @@ class Associator:
             settled = is_masked & (self._t[others] + self.max_delay_s <= self.now_s)
             self._state[others[settled & (self._state[others] == _PENDING)]] = _MASKED
         masked, others = others[is_masked], others[~is_masked]
-        if len(np.unique(self._s[others])) + 1 < self.min_sensors:
+        self._flag[self._s[others]] = True          # count the sensors with a candidate
+        n_sensors = np.count_nonzero(self._flag)
+        self._flag[self._s[others]] = False
+        if n_sensors + 1 < self.min_sensors:
             return None
         if self._after_event(np.array([i]))[0]:
             pending = others[self._state[others] == _PENDING]
@@ -522,8 +531,8 @@ class Associator:
         for source_m, t_emit_s, resid in hypotheses:
             # masked triggers did not shape the hypothesis but may join it
             resid = np.concatenate([resid, self._t[masked] - self._t[i] - t_emit_s
-                                    - np.linalg.norm(self._p[masked] - source_m, axis=1) / self.speed_m_s])
-            in_range = np.linalg.norm(self._p[rest] - source_m, axis=1) <= self.max_range_m
+                                    - _row_norms(self._p[masked] - source_m) / self.speed_m_s])
+            in_range = _row_norms(self._p[rest] - source_m) <= self.max_range_m
             members = np.concatenate([[i], self._one_per_sensor(rest[in_range], np.abs(resid[in_range]),
                                                                 self.search_tolerance_s)])
             members = self._heard_in_order(source_m, members)   # cheap screen before locating
@@ -620,7 +629,7 @@ class Associator:
 
     def _predicted_residuals(self, fix, idx):
         pos = np.asarray(fix.position_m, dtype=float)
-        return self._t[idx] - (fix.t_emit_s + np.linalg.norm(self._p[idx] - pos, axis=1) / self.speed_m_s)
+        return self._t[idx] - (fix.t_emit_s + _row_norms(self._p[idx] - pos) / self.speed_m_s)
 
     def _settle(self, members, candidates):
         """Locate, re-select members against the fix, repeat until stable."""
@@ -629,7 +638,7 @@ class Associator:
             if fix.status not in ("ok", "ambiguous"):
                 return None, members
             resid = self._predicted_residuals(fix, candidates)
-            in_range = np.linalg.norm(self._p[candidates] - fix.position_m, axis=1) <= self.max_range_m
+            in_range = _row_norms(self._p[candidates] - fix.position_m) <= self.max_range_m
             chosen = self._one_per_sensor(candidates[in_range], np.abs(resid[in_range]), self.tolerance_s)
             chosen = self._heard_in_order(fix.position_m, chosen)
             if chosen is None or len(chosen) < self.min_sensors:
@@ -651,7 +660,7 @@ class Associator:
         if len(members) == 0:
             return None
         here = np.asarray(source_m, dtype=float)
-        dist_m = np.linalg.norm(self._p[members] - here, axis=1)
+        dist_m = _row_norms(self._p[members] - here)
         reach_m = float(dist_m.max()) + 1e-6
         m0 = int(np.argmin(dist_m))
         if reach_m + float(dist_m[m0]) + 2.0 <= 2.0 * self.max_range_m:
@@ -661,7 +670,7 @@ class Associator:
             near = self._neighbourhood(int(self._s[members[m0]]))[0]
         else:
             near = np.asarray(self._tree.query_ball_point(here, reach_m), dtype=np.int64)
-        d = np.linalg.norm(self._sensor_xyz[near] - here, axis=1)
+        d = _row_norms(self._sensor_xyz[near] - here)
         inside = d <= reach_m
         near = near[inside][np.argsort(d[inside])]
         sensors = self._s[members]
