@@ -147,6 +147,27 @@ def test_echo_is_never_averaged_into_a_clean_fix():
     assert np.linalg.norm(robust.position_m - SOURCE) < 1e-6
 
 
+def test_one_redundant_arrival_is_kept_on_the_gate_when_sigma_is_a_guess():
+    """Four roof-top sensors in 2.5-D, arrivals spread by diffraction (tens of ms, all
+    within a 30 ms gate) along the one direction the fit cannot absorb.  With only the
+    gate (sigma guessed as gate/4) all four are used: dropping one would leave three
+    arrivals that fit exactly and nothing to check them.  With the timing sigma given
+    the chi-square test still rejects the set's spread."""
+    sensors = GRID[[0, 2, 6, 8]]
+    t = arrivals(sensors, SOURCE)
+    # The residual direction a 4-arrival fit leaves alone: the left null space of its Jacobian.
+    diff = SOURCE[:2] - sensors[:, :2]
+    jac = np.c_[diff / np.linalg.norm(sensors - SOURCE, axis=1)[:, None] / C, np.ones(4)]
+    spread = np.linalg.svd(jac.T)[2][-1]
+    t = t + 0.025 * spread / np.abs(spread).max()        # largest deviation 25 ms
+    guessed = locate(sensors, t, speed_of_sound_m_s=C, source_up_m=1.5, gate_s=0.03)
+    assert guessed.status == "ok" and guessed.used.all()
+    assert np.abs(guessed.residuals_s).max() == pytest.approx(0.025, rel=0.05)
+    assert np.linalg.norm(guessed.position_m - SOURCE) < 1.0
+    known = locate(sensors, t, speed_of_sound_m_s=C, source_up_m=1.5, gate_s=0.03, timing_sigma_s=0.0075)
+    assert known.n_used == 3
+
+
 def test_a_second_pulse_at_one_sensor_uses_the_direct_one():
     sensors = np.vstack([GRID, GRID[2]])
     t = np.append(arrivals(GRID, SOURCE), arrivals(GRID[2:3], SOURCE)[0] + 0.025)

@@ -24,8 +24,9 @@ Steps of :func:`locate`:
    arrival earlier than the model cannot belong to the source.
 4. Levenberg–Marquardt refinement of the best distinct starts: refit and
    re-gate until the set is stable, drop the latest arrival while the set
-   fails a chi-square test (an echo spread over the fit), add back arrivals
-   that keep it consistent.  At most one arrival per sensor is used.  The
+   fails a chi-square test (an echo spread over the fit; with the timing
+   error only guessed from the gate, never below one redundant arrival),
+   add back arrivals that keep it consistent.  At most one arrival per sensor is used.  The
    largest consistent set wins; another, equally large and consistent
    solution elsewhere makes the fix ``ambiguous`` (both are returned).
 5. Uncertainty from the Jacobian: covariance ``sigma^2 (J^T J)^-1`` with the
@@ -546,7 +547,7 @@ def _fit_set(prob, used, P, t0, estimate_c):
     return P[0], float(t0[0]), float(c[0])
 
 
-def _consensus(prob, valid, group, gate, sigma, estimate_c):
+def _consensus(prob, valid, group, gate, sigma, estimate_c, sigma_known):
     """Candidate solutions ``(mask, P, t0, c, sse, n_early)``, best first.
 
     Best = most arrivals used, then fewest sensors left with only early
@@ -564,7 +565,7 @@ def _consensus(prob, valid, group, gate, sigma, estimate_c):
         P0, t00 = _linear_start(prob.sensors[None], dt[None], valid[None].astype(float), k, prob.c_m_s)
         if np.all(np.isfinite(P0)):
             results.append(_iterate(prob, valid, group, gate, sigma, valid.copy(), P0[0], float(t00[0]),
-                                    estimate_c))
+                                    estimate_c, sigma_known))
             if results[-1] is None:
                 results.pop()
             elif len(valid_idx) >= k + 3 and results[-1][0].sum() == len(valid_idx):
@@ -587,7 +588,7 @@ def _consensus(prob, valid, group, gate, sigma, estimate_c):
             if _seen(used[i], P[i], tried):
                 continue
             tried.append((used[i], P[i]))
-            res = _iterate(prob, valid, group, gate, sigma, used[i], P[i], t0[i], estimate_c)
+            res = _iterate(prob, valid, group, gate, sigma, used[i], P[i], t0[i], estimate_c, sigma_known)
             if res is not None:
                 results.append(res)
                 best_used = max(best_used, int(res[0].sum()))
@@ -604,13 +605,17 @@ def _seen(mask, pos, tried):
                for t_mask, t_pos in tried)
 
 
-def _iterate(prob, valid, group, gate, sigma, mask, P, t0, estimate_c):
+def _iterate(prob, valid, group, gate, sigma, mask, P, t0, estimate_c, sigma_known):
     """Refit on the set and re-gate against all arrivals until the set is
     stable; trim the latest arrival while the set fails the chi-square test;
     then grow it one arrival at a time while the fit stays consistent.
 
     A set is consistent when every residual is within ``gate`` and the sum of
     squared residuals over ``sigma^2`` is below the 99.9 % chi-square quantile.
+    When ``sigma`` is only guessed from the gate (``sigma_known`` False), a set
+    with a single redundant arrival is judged by the gate alone: one degree of
+    freedom and a guessed sigma are too weak a basis to drop an arrival, and
+    dropping it would leave a fix that nothing can check.
     Returns ``(mask, P, t0, c, sse, n_early)``, or None when no consistent set
     remains; ``n_early`` counts sensors left with only early arrivals.
     """
@@ -628,7 +633,9 @@ def _iterate(prob, valid, group, gate, sigma, mask, P, t0, estimate_c):
         if n < m or np.max(np.abs(r[mask])) > gate:
             return False
         dof = n - m
-        return dof <= 0 or float(np.sum(r[mask] ** 2)) / sigma ** 2 <= _chi2_limit(dof)
+        if dof <= (0 if sigma_known else 1):
+            return True
+        return float(np.sum(r[mask] ** 2)) / sigma ** 2 <= _chi2_limit(dof)
 
     P, t0, c, r = fit(mask, P, t0)
     for _ in range(5):
@@ -791,7 +798,7 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
                           f"sensors are {what}: a source and its mirror image fit equally",
                           sigma_nan, valid)
     sigma_s = timing_sigma_s if timing_sigma_s is not None else gate_s / GATE_SIGMAS
-    results = _consensus(prob, valid, group, gate_s, sigma_s, estimate_speed)
+    results = _consensus(prob, valid, group, gate_s, sigma_s, estimate_speed, timing_sigma_s is not None)
     if not results:
         return _empty_fix(prob, "degenerate", "no closed-form solution for any sensor subset",
                           sigma_nan, valid)
