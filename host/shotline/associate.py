@@ -268,6 +268,7 @@ class Associator:
         self._p = np.zeros((self._cap, 3))
         self._state = np.zeros(self._cap, dtype=np.int8)
         self._lvl = np.zeros(self._cap)
+        self._tmax = np.zeros(self._cap)    # running maximum of _t: where a time window can start
         self._trig = []
         self._base = 0
         self._n = 0
@@ -426,7 +427,9 @@ class Associator:
                 self._p = np.resize(self._p, (self._cap, 3))
                 self._state = np.resize(self._state, self._cap)
                 self._lvl = np.resize(self._lvl, self._cap)
+                self._tmax = np.resize(self._tmax, self._cap)
         self._t[i] = trigger.time_utc_s
+        self._tmax[i] = trigger.time_utc_s if i == 0 else max(self._tmax[i - 1], trigger.time_utc_s)
         self._s[i] = k
         self._p[i] = trigger.position_m
         self._state[i] = _PENDING
@@ -445,7 +448,7 @@ class Associator:
         if drop == 0:
             return
         keep = used - drop
-        for a in (self._t, self._s, self._p, self._state, self._lvl):
+        for a in (self._t, self._s, self._p, self._state, self._lvl, self._tmax):
             a[:keep] = a[drop:used]
         del self._trig[:drop]
         self._base += drop
@@ -492,7 +495,9 @@ class Associator:
         used = self._n - self._base
         t0 = self._t[i]
         span = self.max_range_m / self.speed_m_s + self.tolerance_s
-        near = np.flatnonzero((self._state[:used] != _IN_EVENT) & (np.abs(self._t[:used] - t0) <= span))
+        start = int(np.searchsorted(self._tmax[:used], t0 - span))     # every earlier trigger is older
+        near = start + np.flatnonzero((self._state[start:used] != _IN_EVENT)
+                                      & (np.abs(self._t[start:used] - t0) <= span))
         scratch = self._scratch
         scratch[idx] = dist
         d = np.minimum(scratch[self._s[near]], self.max_range_m)   # |dt| <= min(d_0j, range) / c

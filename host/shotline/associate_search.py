@@ -29,6 +29,8 @@ The search runs in C (``native/assoc/search.c``, the cffi module
 ``shotline._assoc``): in NumPy its many small array calls cost ~0.6 ms per
 anchor, in C ~20 µs.
 """
+import threading
+
 import numpy as np
 
 try:
@@ -38,8 +40,22 @@ except ImportError as exc:    # pragma: no cover - depends on the build
                       "(or `python native/assoc/build_ffi.py`)") from exc
 
 
+_scratch = threading.local()     # the kernel's work buffers, grown as needed, one set per thread
+
+
 def _doubles(a):
     return ffi.from_buffer("double[]", a)
+
+
+def _work(n):
+    """Work buffers for ``n`` candidates (search.h: ASSOC_WORK_DOUBLES, ASSOC_WORK_INTS)."""
+    h = n * max(n - 1, 0)         # hypotheses at most
+    need = 5 * h + 8 * n + 8
+    if getattr(_scratch, "n_doubles", -1) < need:
+        _scratch.n_doubles = need
+        _scratch.work = ffi.new("double[]", need)
+        _scratch.iwork = ffi.new("int[]", 4 * h + 4 * n + 8)
+    return _scratch.work, _scratch.iwork
 
 
 def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, source_up_m,
@@ -62,9 +78,7 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
     pos = np.ascontiguousarray(pos_m, dtype=float).reshape(n, 3)
     sensor = np.ascontiguousarray(sensor_of, dtype=np.int64)
     level = np.full(n, np.nan) if level_db is None else np.ascontiguousarray(level_db, dtype=float)
-    h = n * max(n - 1, 0)         # hypotheses at most (search.h: ASSOC_WORK_*)
-    work = np.empty(5 * h + 8 * n + 8)
-    iwork = np.empty(4 * h + 4 * n + 8, dtype=np.intc)
+    work, iwork = _work(n)
     out_p = np.empty((n_best, 3))
     out_t = np.empty(n_best)
     out_r = np.empty((n_best, n))
@@ -72,5 +86,5 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
         _doubles(p0), n, _doubles(dt), _doubles(pos), ffi.from_buffer("int64_t[]", sensor), _doubles(level),
         float(c_m_s), float(tolerance_s), float(max_range_m), float(source_up_m), int(min_count),
         int(near_sensors), int(score_sensors), int(shortlist), int(n_best), float(distinct_m),
-        _doubles(work), ffi.from_buffer("int[]", iwork), _doubles(out_p), _doubles(out_t), _doubles(out_r))
+        work, iwork, _doubles(out_p), _doubles(out_t), _doubles(out_r))
     return [(out_p[k], float(out_t[k]), out_r[k]) for k in range(found)]
