@@ -391,3 +391,20 @@ def test_consistent_fix_refuses_what_locate_must_search():
     times = T0 + np.linalg.norm(line - (250.0, 80.0, 0.0), axis=1) / C
     assert consistent_fix(line, times, C, 0.002) is None                # collinear: a mirror image fits too
     assert locate(line, times, temperature_c=TEMPERATURE_C, gate_s=0.002).status == "degenerate"
+
+
+def test_fast_fix_gives_the_events_locate_gives():
+    # locate_options (here locate()'s own default) send every set through locate().
+    rng = np.random.default_rng(31)
+    sensors = grid_sensors(144, 3000.0, rng)
+    scene = make_scene(sensors, n_impulses=40, duration_s=8.0, rng=rng)
+    kw = {"temperature_c": scene.temperature_c, "sensors": sensors, "tolerance_s": 0.002, "min_sensors": 5,
+          "max_range_m": 800.0, "source_up_m": 0.0}
+    fast = associate(scene.triggers, **kw)
+    slow = associate(scene.triggers, locate_options={"estimate_speed": False}, **kw)
+    assert len(fast.events) == len(slow.events) >= 30
+    for a, b in zip(fast.events, slow.events):
+        assert a.triggers == b.triggers and a.status == b.status
+        assert np.allclose(a.position_m, b.position_m, atol=1e-5)
+        assert a.fix.ellipse95_m.major_m == pytest.approx(b.fix.ellipse95_m.major_m, rel=1e-5)
+    assert fast.unexplained == slow.unexplained
