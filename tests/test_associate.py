@@ -408,3 +408,18 @@ def test_fast_fix_gives_the_events_locate_gives():
         assert np.allclose(a.position_m, b.position_m, atol=1e-5)
         assert a.fix.ellipse95_m.major_m == pytest.approx(b.fix.ellipse95_m.major_m, rel=1e-5)
     assert fast.unexplained == slow.unexplained
+
+
+@pytest.mark.parametrize("source", ["search.c", "fit.c"])
+def test_association_kernels_compile_warning_free(source):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    path = Path(__file__).resolve().parent.parent / "native" / "assoc" / source
+    done = subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wdouble-promotion",
+                           "-Werror", "-fsyntax-only", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
