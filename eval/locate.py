@@ -58,6 +58,7 @@ POOL_GATE_S = 10e-3
 POOL_MIN_SENSORS = 6
 AUDIO_MIN_PULSES = 4     # the association oracle locates shots with >= 4 pulses on audio sensors
 AUDIO_ORACLE_GATE_S = 40e-3
+SURVEY95_M = 2.5          # the survey (phone GPS) is good to about 2.5 m: its 95 % radius
 WITHIN_M = 15.0          # the issue's target: >= 95 % of shots within 15 m
 PICK_WINDOW_S = 50e-3
 ORACLE_GATES_S = (10e-3, 20e-3, 30e-3, 40e-3, 60e-3)
@@ -424,19 +425,119 @@ def audio_sensors():
     print(f"Part 3 took {time.perf_counter() - t_start:.1f} s")
 
 
+# ----------------------------------------------------------------------------
+# Part 4: do the 95 % ellipses cover the truth?
+
+
+def covers(fix, truth_xy, grow_m=0.0):
+    """Whether the truth (east, north, m) lies in the fix's 95 % ellipse, each
+    semi-axis grown in quadrature by ``grow_m`` (the truth's own uncertainty)."""
+    ell = fix.ellipse95_m
+    if not (fix.status in ("ok", "ambiguous") and np.isfinite(ell.major_m)):
+        return False
+    az = np.radians(ell.azimuth_deg)
+    d = np.asarray(truth_xy, float)[:2] - fix.position_m[:2]
+    along = d @ np.array([np.sin(az), np.cos(az)])
+    across = d @ np.array([np.cos(az), -np.sin(az)])
+    return bool(along ** 2 / (ell.major_m ** 2 + grow_m ** 2)
+                + across ** 2 / (max(ell.minor_m, 1e-12) ** 2 + grow_m ** 2) <= 1.0)
+
+
+def _coverage_row(label, fixes, truths, grow_m=0.0):
+    fixes = list(fixes)
+    raw = np.mean([covers(f, t) for f, t in zip(fixes, truths)]) if fixes else np.nan
+    grown = np.mean([covers(f, t, grow_m) for f, t in zip(fixes, truths)]) if fixes else np.nan
+    majors = [f.ellipse95_m.major_m for f in fixes]
+    err = [np.hypot(*(f.position_m[:2] - np.asarray(t)[:2])) for f, t in zip(fixes, truths)]
+    extra = f"  +survey {grown:6.1%}" if grow_m else ""
+    print(f"  {label:34} n {len(fixes):4d} | covered {raw:6.1%}{extra} | major median "
+          f"{np.nanmedian(majors):8.2f} m  p90 {np.nanpercentile(majors, 90):8.2f} m | error median "
+          f"{np.nanmedian(err):6.2f} m")
+    return raw
+
+
+def coverage_synthetic(trials, seed=11):
+    """Coverage on synthetic events, where the timing error is Gaussian and known."""
+    rng = np.random.default_rng(seed)
+    sigma = 100e-6
+    print(f"\nPart 4a: 95 % ellipse coverage, synthetic ({trials} events per row, sources inside, "
+          f"Gaussian timing noise {sigma * 1e6:.0f} us, 2-D street grid / 2.5-D roofs)")
+    cases = (("sigma given", {"timing_sigma_s": sigma}),
+             ("gate 4 sigma (prior = truth)", {"gate_s": 4 * sigma}),
+             ("gate 2 ms (prior 5 x truth)", {}))
+    for mode in ("2d", "2.5d"):
+        for n in range(3, 9):
+            events = []
+            for _ in range(trials):
+                s, src = draw_case(rng, n, "inside")
+                ss, sc = (s[:, :2], src[:2]) if mode == "2d" else (s, src)
+                t = 1.5e9 + np.linalg.norm(ss - sc, axis=1) / C_M_S + rng.normal(0, sigma, n)
+                events.append((ss, sc, t))
+            for label, kw in cases:
+                fixes = [locate(ss, t, speed_of_sound_m_s=C_M_S, mode=mode,
+                                source_up_m=SOURCE_UP_M if mode == "2.5d" else None, **kw)
+                         for ss, sc, t in events]
+                _coverage_row(f"{mode:4} N={n} {label}", fixes, [sc for _, sc, _ in events])
+
+
+def coverage_real():
+    """Coverage on Pittsburgh: ShotSpotter's pulse selection against the survey."""
+    from shotline.datasets import pittsburgh as pb
+
+    if pb.root() is None:
+        print("Part 4b: Pittsburgh data not found (set SHOTLINE_DATA); skipped")
+        return
+    t_start = time.perf_counter()
+    print(f"\nPart 4b: 95 % ellipse coverage, Pittsburgh 2018 (truth = survey point; '+survey' grows each "
+          f"semi-axis by the survey's own 95 % radius, {SURVEY95_M:.1f} m, in quadrature)")
+    sets = {}
+    for test in pb.iter_tests():
+        audio = {r.sensor for r in test.recordings}
+        by_id = test.pulse_by_uuid()
+        for shot in test.shots:
+            pulses = [by_id[u] for u in shot if u in by_id]
+            fix = locate([p.position_m for p in pulses], [p.arrival_utc_s for p in pulses],
+                         temperature_c=test.temperature_c, source_up_m=test.survey_m[2], gate_s=40e-3)
+            sets.setdefault("all sensors, gate 40 ms", []).append((fix, test.survey_m))
+            sel = [p for p in pulses if p.sensor in audio]
+            if len(sel) >= 3:
+                fix = locate([p.position_m for p in sel], [p.arrival_utc_s for p in sel],
+                             temperature_c=test.temperature_c, gate_s=AUDIO_ORACLE_GATE_S)
+                key = f"audio, {min(fix.n_used, 6)} used" if fix.n_used >= 4 else "audio, 3 used"
+                sets.setdefault(key, []).append((fix, test.survey_m))
+                if fix.n_used >= 4:
+                    sets.setdefault("audio, >= 4 used (oracle)", []).append((fix, test.survey_m))
+        for fix in _pool_events(test, POOL_GATE_S)[0]:
+            sets.setdefault(f"all pulses extracted, gate {POOL_GATE_S * 1e3:.0f} ms", []).append((fix, test.survey_m))
+    for key in ("all sensors, gate 40 ms", f"all pulses extracted, gate {POOL_GATE_S * 1e3:.0f} ms",
+                "audio, >= 4 used (oracle)", "audio, 6 used", "audio, 5 used", "audio, 4 used", "audio, 3 used"):
+        rows = sets.get(key, [])
+        _coverage_row(key, [f for f, _ in rows], [s for _, s in rows], SURVEY95_M)
+    print(f"Part 4b took {time.perf_counter() - t_start:.1f} s")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=100, help="synthetic events per row")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--coverage-only", action="store_true", help="only part 4 (95 %% ellipse coverage)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    if args.coverage_only:
+        coverage_synthetic(args.trials)
+        coverage_real()
+        return 0
     if not args.skip_synthetic:
         synthetic(args.trials)
         print(f"Part 1 took {time.perf_counter() - t0:.1f} s")
     if not args.skip_real:
         pittsburgh()
         audio_sensors()
+    if not args.skip_synthetic:
+        coverage_synthetic(args.trials)
+    if not args.skip_real:
+        coverage_real()
     return 0
 
 
