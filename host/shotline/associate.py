@@ -56,13 +56,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
+from shotline._assoc import ffi as _ffi, lib as _lib
 from shotline.acoustics import DEFAULT_TEMPERATURE_C, speed_of_sound_m_s
 from shotline.associate_fit import consistent_fix
 from shotline.associate_search import best_sources
 from shotline.locate import locate
 from shotline.timeutil import format_utc
 
-# Trigger states.  A failed anchor is *deferred*: it may still join an event
+# Trigger states (as native/assoc/search.h's).  A failed anchor is *deferred*: it may still join an event
 # anchored elsewhere until every window that holds it has been decided.
 # A masked trigger (see Associator._masked) may only join an event found without it.
 _PENDING, _IN_EVENT, _UNEXPLAINED, _DEFERRED, _MASKED = 0, 1, 2, 3, 4
@@ -269,6 +270,12 @@ class Associator:
         self._state = np.zeros(self._cap, dtype=np.int8)
         self._lvl = np.zeros(self._cap)
         self._tmax = np.zeros(self._cap)    # running maximum of _t: where a time window can start
+        self._win = np.zeros(self._cap, dtype=np.int64)     # assoc_window's outputs
+        self._oth = np.zeros(self._cap, dtype=np.int64)
+        self._counts = np.zeros(5, dtype=np.intc)
+        self._flag = np.zeros(0, dtype=bool)
+        self._c = {}
+        self._bind()
         self._trig = []
         self._base = 0
         self._n = 0
@@ -282,6 +289,15 @@ class Associator:
         self._network_known = bool(sensors)
         for sid, pos in (sensors or {}).items():
             self._sensor_index(sid, Trigger(sid, pos, 0.0).position_m)
+
+    def _bind(self):
+        """C views of the buffers the window kernel reads (after any is reallocated)."""
+        self._c = {"t": _ffi.from_buffer("double[]", self._t), "tmax": _ffi.from_buffer("double[]", self._tmax),
+                   "state": _ffi.from_buffer("int8_t[]", self._state), "s": _ffi.from_buffer("int64_t[]", self._s),
+                   "lvl": _ffi.from_buffer("double[]", self._lvl), "heard": _ffi.from_buffer("double[]", self._heard_s),
+                   "scratch": _ffi.from_buffer("double[]", self._scratch),
+                   "flag": _ffi.from_buffer("uint8_t[]", self._flag), "win": _ffi.from_buffer("int64_t[]", self._win),
+                   "oth": _ffi.from_buffer("int64_t[]", self._oth), "counts": _ffi.from_buffer("int[]", self._counts)}
 
     # ---- sensors -------------------------------------------------------
 
@@ -298,7 +314,7 @@ class Associator:
         return k
 
     def _neighbourhood(self, k):
-        """(sensor indices, distances_m, wait_s) for sensor ``k``."""
+        """(sensor indices, distances_m, wait_s, and the first two as C arrays) for sensor ``k``."""
         if self._tree is None:
             self._sensor_xyz = np.asarray(self._sensor_pos, dtype=float)
             self._tree = cKDTree(self._sensor_xyz)
@@ -307,6 +323,7 @@ class Associator:
             self._flag = np.zeros(len(self._sensor_pos), dtype=bool)   # per sensor, left all False
             self._rank_of = np.zeros(len(self._sensor_pos), dtype=np.int64)   # per sensor, left all 0
             self._heard_s = np.r_[self._heard_s, np.full(len(self._sensor_pos) - len(self._heard_s), -np.inf)]
+            self._bind()
         hood = self._neighbours.get(k)
         if hood is None:
             here = np.asarray(self._sensor_pos[k])
@@ -316,7 +333,8 @@ class Associator:
             # <= max_range_m / c later, and no later than the farthest neighbour allows.
             reach_m = min(float(dist.max()) if self._network_known else math.inf, self.max_range_m)
             wait = reach_m / self.speed_m_s + self.tolerance_s + self.max_delay_s
-            hood = self._neighbours[k] = (idx, dist, wait)
+            hood = self._neighbours[k] = (idx, dist, wait, _ffi.from_buffer("int64_t[]", idx),
+                                          _ffi.from_buffer("double[]", dist))
         return hood
 
     # ---- input ---------------------------------------------------------
@@ -428,6 +446,9 @@ class Associator:
                 self._state = np.resize(self._state, self._cap)
                 self._lvl = np.resize(self._lvl, self._cap)
                 self._tmax = np.resize(self._tmax, self._cap)
+                self._win = np.resize(self._win, self._cap)
+                self._oth = np.resize(self._oth, self._cap)
+                self._bind()
         self._t[i] = trigger.time_utc_s
         self._tmax[i] = trigger.time_utc_s if i == 0 else max(self._tmax[i - 1], trigger.time_utc_s)
         self._s[i] = k
@@ -489,44 +510,47 @@ class Associator:
             self._recent.popleft()
 
     def _window(self, i):
-        """Buffer indices that may share a source with trigger ``i`` (excluding its sensor)."""
-        k = int(self._s[i])
-        idx, dist, wait = self._neighbourhood(k)
-        used = self._n - self._base
-        t0 = self._t[i]
-        span = self.max_range_m / self.speed_m_s + self.tolerance_s
-        start = int(np.searchsorted(self._tmax[:used], t0 - span))     # every earlier trigger is older
-        near = start + np.flatnonzero((self._state[start:used] != _IN_EVENT)
-                                      & (np.abs(self._t[start:used] - t0) <= span))
-        scratch = self._scratch
-        scratch[idx] = dist
-        d = np.minimum(scratch[self._s[near]], self.max_range_m)   # |dt| <= min(d_0j, range) / c
-        scratch[idx] = -np.inf
-        ok = np.abs(self._t[near] - t0) <= d / self.speed_m_s + self.tolerance_s
-        return near[ok]
+        """The window of trigger ``i`` (``native/assoc/search.c``: ``assoc_window``).
+
+        Returns ``(window, others, counts)``: the buffer indices that may share
+        a source with it (its own included), those on other sensors that may
+        join an event, and ``counts`` (search.h: how many others, their
+        sensors, fresh pending others, others with a level, the anchor after
+        an event).  The index arrays are views of reused buffers, valid until
+        the next call.
+        """
+        idx, dist, wait, idx_c, dist_c = self._neighbourhood(int(self._s[i]))
+        c = self._c
+        nw = _lib.assoc_window(self._n - self._base, c["t"], c["tmax"], c["state"], c["s"], c["lvl"],
+                               c["heard"], i, len(idx), idx_c, dist_c, self.speed_m_s, self.tolerance_s,
+                               self.max_range_m, self.reverb_s, c["scratch"], c["flag"], c["win"],
+                               c["oth"], c["counts"])
+        counts = self._counts
+        return self._win[:nw], self._oth[:counts[0]], counts
 
     def _event_for(self, i, deadline):
         """Try to build an event around anchor ``i``; None if too few sensors fit."""
-        window = self._window(i)
-        k0 = self._s[i]
-        others = window[(self._s[window] != k0) & _JOINABLE[self._state[window]]]
-        is_masked = self._state[others] == _MASKED
-        for n in np.flatnonzero(~is_masked & np.isfinite(self._lvl[others])):   # only triggers with a level
-            is_masked[n] = self._masked(others[n])
-        if is_masked.any():
-            settled = is_masked & (self._t[others] + self.max_delay_s <= self.now_s)
-            self._state[others[settled & (self._state[others] == _PENDING)]] = _MASKED
-        masked, others = others[is_masked], others[~is_masked]
-        self._flag[self._s[others]] = True          # count the sensors with a candidate
-        n_sensors = np.count_nonzero(self._flag)
-        self._flag[self._s[others]] = False
+        window, others, counts = self._window(i)
+        n_others, n_sensors, n_fresh, n_maskable, anchor_after = counts.tolist()
+        masked = others[:0]
+        if n_maskable:         # triggers with a level: some may be masked (see _masked)
+            is_masked = self._state[others] == _MASKED
+            for n in np.flatnonzero(~is_masked & np.isfinite(self._lvl[others])):
+                is_masked[n] = self._masked(others[n])
+            if is_masked.any():
+                settled = is_masked & (self._t[others] + self.max_delay_s <= self.now_s)
+                self._state[others[settled & (self._state[others] == _PENDING)]] = _MASKED
+                masked, others = others[is_masked], others[~is_masked]
+                self._flag[self._s[others]] = True          # count the sensors with a candidate
+                n_sensors = np.count_nonzero(self._flag)
+                self._flag[self._s[others]] = False
+                pending = others[self._state[others] == _PENDING]
+                n_fresh = np.count_nonzero(~self._after_event(pending))
         if n_sensors + 1 < self.min_sensors:
             return None
-        if self._after_event(np.array([i]))[0]:
-            pending = others[self._state[others] == _PENDING]
-            if not self._after_event(pending).all():
-                self.stats["anchors_waived"] += 1
-                return None
+        if anchor_after and n_fresh:
+            self.stats["anchors_waived"] += 1
+            return None
         hypotheses = best_sources(self._p[i], self._t[others] - self._t[i], self._p[others],
                                   self._s[others], self.speed_m_s, tolerance_s=self.search_tolerance_s,
                                   max_range_m=self.max_range_m, min_count=self.min_sensors - 1,

@@ -285,3 +285,64 @@ int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const doub
     }
     return chosen;
 }
+
+/* Is a trigger at t_s on a sensor last in an event at heard_s an echo suspect (see search.h)? */
+static int after_event(double t_s, double heard_s, double level_db, double reverb_s)
+{
+    double dt = t_s - heard_s;
+    return dt > 0.0 && dt <= reverb_s && !isfinite(level_db);
+}
+
+int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t *state,
+                 const int64_t *sensor, const double *level_db, const double *heard_s, int i,
+                 int n_hood, const int64_t *hood, const double *hood_m, double c_m_s,
+                 double tolerance_s, double max_range_m, double reverb_s, double *range_m,
+                 uint8_t *flag, int64_t *window, int64_t *others, int *counts)
+{
+    double t0 = t_s[i];
+    int64_t k0 = sensor[i];
+    double span = max_range_m / c_m_s + tolerance_s;
+    /* First slot whose running maximum reaches t0 - span: every earlier trigger is older. */
+    double from = t0 - span;
+    int lo = 0, hi = used;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (tmax_s[mid] < from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (int h = 0; h < n_hood; h++)
+        range_m[hood[h]] = hood_m[h];
+    int nw = 0, no = 0, n_sensors = 0, n_fresh = 0, n_maskable = 0;
+    for (int j = lo; j < used; j++) {
+        double gap = fabs(t_s[j] - t0);
+        if (state[j] == ASSOC_IN_EVENT || !(gap <= span))
+            continue;
+        int64_t k = sensor[j];
+        if (!(gap <= fmin(range_m[k], max_range_m) / c_m_s + tolerance_s))
+            continue;
+        window[nw++] = j;
+        if (k == k0)
+            continue;
+        others[no++] = j;
+        if (!flag[k]) {
+            flag[k] = 1;
+            n_sensors++;
+        }
+        if (isfinite(level_db[j]) || state[j] == ASSOC_MASKED)
+            n_maskable++;
+        if (state[j] == ASSOC_PENDING && !after_event(t_s[j], heard_s[k], level_db[j], reverb_s))
+            n_fresh++;
+    }
+    for (int h = 0; h < n_hood; h++)
+        range_m[hood[h]] = -INFINITY;
+    for (int o = 0; o < no; o++)
+        flag[sensor[others[o]]] = 0;
+    counts[0] = no;
+    counts[1] = n_sensors;
+    counts[2] = n_fresh;
+    counts[3] = n_maskable;
+    counts[4] = after_event(t0, heard_s[k0], level_db[i], reverb_s);
+    return nw;
+}

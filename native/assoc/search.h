@@ -31,4 +31,28 @@ int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const doub
                        double distinct_m, double *work, int *iwork, double *out_p_m, double *out_t_s,
                        double *out_resid_s);
 
+/* Trigger states (as shotline.associate's): a pending, deferred or masked trigger may join an event. */
+#define ASSOC_PENDING 0
+#define ASSOC_IN_EVENT 1
+#define ASSOC_MASKED 4
+
+/* The window of anchor slot i in the associator's trigger buffer (`used` slots): the
+ * slots j not in an event with |t_j - t_i| <= min(d, max_range_m) / c_m_s + tolerance_s,
+ * d the distance from the anchor's sensor to sensor[j] (hood[n_hood], hood_m[n_hood]:
+ * the anchor sensor's neighbourhood; other sensors are out of reach), written to
+ * window[] in slot order; tmax_s[] is the running maximum of t_s[].  Of those, the
+ * ones on other sensors that may join an event (pending, deferred, masked) go to
+ * others[].  counts[0] = how many others, counts[1] = on how many sensors,
+ * counts[2] = how many others are pending and not within reverb_s after their
+ * sensor's latest event (heard_s[sensor]; a trigger with a level never is),
+ * counts[3] = how many others have a level or are masked, counts[4] = 1 if the
+ * anchor itself comes within reverb_s after its sensor's latest event and has no
+ * level.  range_m[] (per sensor, all -INFINITY) and flag[] (per sensor, all 0) are
+ * scratch, left as found.  Returns how many slots are in the window. */
+int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t *state,
+                 const int64_t *sensor, const double *level_db, const double *heard_s, int i,
+                 int n_hood, const int64_t *hood, const double *hood_m, double c_m_s,
+                 double tolerance_s, double max_range_m, double reverb_s, double *range_m,
+                 uint8_t *flag, int64_t *window, int64_t *others, int *counts);
+
 #endif
