@@ -325,16 +325,19 @@ class Associator:
             self._heard_s = np.r_[self._heard_s, np.full(len(self._sensor_pos) - len(self._heard_s), -np.inf)]
             self._bind()
         hood = self._neighbours.get(k)
-        if hood is None:
-            here = np.asarray(self._sensor_pos[k])
-            idx = np.asarray(self._tree.query_ball_point(here, 2.0 * self.max_range_m), dtype=np.int64)
-            dist = np.linalg.norm(self._sensor_xyz[idx] - here, axis=1)
-            # A trigger sharing a source x with this one comes at most |x - p_j| / c
-            # <= max_range_m / c later, and no later than the farthest neighbour allows.
-            reach_m = min(float(dist.max()) if self._network_known else math.inf, self.max_range_m)
-            wait = reach_m / self.speed_m_s + self.tolerance_s + self.max_delay_s
-            hood = self._neighbours[k] = (idx, dist, wait, _ffi.from_buffer("int64_t[]", idx),
-                                          _ffi.from_buffer("double[]", dist))
+        if hood is None:     # a registered network: every sensor's at once (one tree query)
+            todo = np.arange(len(self._sensor_pos)) if self._network_known else np.array([k])
+            lists = self._tree.query_ball_point(self._sensor_xyz[todo], 2.0 * self.max_range_m)
+            for kk, near in zip(todo.tolist(), lists):
+                idx = np.asarray(near, dtype=np.int64)
+                dist = _row_norms(self._sensor_xyz[idx] - self._sensor_xyz[kk])
+                # A trigger sharing a source x with this one comes at most |x - p_j| / c
+                # <= max_range_m / c later, and no later than the farthest neighbour allows.
+                reach_m = min(float(dist.max()) if self._network_known else math.inf, self.max_range_m)
+                wait = reach_m / self.speed_m_s + self.tolerance_s + self.max_delay_s
+                self._neighbours[kk] = (idx, dist, wait, _ffi.from_buffer("int64_t[]", idx),
+                                        _ffi.from_buffer("double[]", dist))
+            hood = self._neighbours[k]
         return hood
 
     # ---- input ---------------------------------------------------------
