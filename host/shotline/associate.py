@@ -274,6 +274,10 @@ class Associator:
         self._oth = np.zeros(self._cap, dtype=np.int64)
         self._counts = np.zeros(5, dtype=np.intc)
         self._flag = np.zeros(0, dtype=bool)
+        self._rank_of = np.zeros(0, dtype=np.int64)
+        self._sensor_xyz = np.zeros((0, 3))
+        self._work_d = np.zeros(0)
+        self._work_i = np.zeros(0, dtype=np.int64)
         self._c = {}
         self._bind()
         self._trig = []
@@ -291,13 +295,17 @@ class Associator:
             self._sensor_index(sid, Trigger(sid, pos, 0.0).position_m)
 
     def _bind(self):
-        """C views of the buffers the window kernel reads (after any is reallocated)."""
+        """C views of the buffers the kernels use (after any is reallocated)."""
         self._c = {"t": _ffi.from_buffer("double[]", self._t), "tmax": _ffi.from_buffer("double[]", self._tmax),
                    "state": _ffi.from_buffer("int8_t[]", self._state), "s": _ffi.from_buffer("int64_t[]", self._s),
                    "lvl": _ffi.from_buffer("double[]", self._lvl), "heard": _ffi.from_buffer("double[]", self._heard_s),
                    "scratch": _ffi.from_buffer("double[]", self._scratch),
                    "flag": _ffi.from_buffer("uint8_t[]", self._flag), "win": _ffi.from_buffer("int64_t[]", self._win),
-                   "oth": _ffi.from_buffer("int64_t[]", self._oth), "counts": _ffi.from_buffer("int[]", self._counts)}
+                   "oth": _ffi.from_buffer("int64_t[]", self._oth), "counts": _ffi.from_buffer("int[]", self._counts),
+                   "xyz": _ffi.from_buffer("double[]", self._sensor_xyz),
+                   "rank_of": _ffi.from_buffer("int64_t[]", self._rank_of),
+                   "work_d": _ffi.from_buffer("double[]", self._work_d),
+                   "work_i": _ffi.from_buffer("int64_t[]", self._work_i)}
 
     # ---- sensors -------------------------------------------------------
 
@@ -323,6 +331,8 @@ class Associator:
             self._flag = np.zeros(len(self._sensor_pos), dtype=bool)   # per sensor, left all False
             self._rank_of = np.zeros(len(self._sensor_pos), dtype=np.int64)   # per sensor, left all 0
             self._heard_s = np.r_[self._heard_s, np.full(len(self._sensor_pos) - len(self._heard_s), -np.inf)]
+            self._work_d = np.empty(len(self._sensor_pos))                    # assoc_heard_in_order's
+            self._work_i = np.empty(2 * len(self._sensor_pos), dtype=np.int64)
             self._bind()
         hood = self._neighbours.get(k)
         if hood is None:     # a registered network: every sensor's at once (one tree query)
@@ -683,7 +693,8 @@ class Associator:
     def _heard_in_order(self, source_m, members):
         """Members a real source could have: the nearest sensors hear it best.
 
-        Ranks the known sensors by distance from the source.  The event is
+        Ranks the known sensors by distance from the source (in C:
+        ``native/assoc/search.c``, ``assoc_heard_in_order``).  The event is
         refused unless ``nearest_fraction`` of the ``min_sensors`` nearest
         took part; a member is dropped when fewer than that share of the
         sensors nearer than it took part (a chance fit of an unrelated
@@ -691,7 +702,7 @@ class Associator:
         """
         if len(members) == 0:
             return None
-        here = np.asarray(source_m, dtype=float)
+        here = np.ascontiguousarray(source_m, dtype=float)
         dist_m = _row_norms(self._p[members] - here)
         reach_m = float(dist_m.max()) + 1e-6
         m0 = int(np.argmin(dist_m))
@@ -702,21 +713,15 @@ class Associator:
             near = self._neighbourhood(int(self._s[members[m0]]))[0]
         else:
             near = np.asarray(self._tree.query_ball_point(here, reach_m), dtype=np.int64)
-        d = _row_norms(self._sensor_xyz[near] - here)
-        inside = d <= reach_m
-        near = near[inside][np.argsort(d[inside])]
-        sensors = self._s[members]
-        self._flag[sensors] = True
-        took_part = self._flag[near]
-        self._flag[sensors] = False
-        n_check = min(self.min_sensors, len(near))
-        if took_part[:n_check].sum() < math.ceil(self.nearest_fraction * n_check):
-            return None
-        self._rank_of[near] = np.arange(len(near))
-        rank = self._rank_of[sensors]       # 0 for a member's sensor not among them
-        self._rank_of[near] = 0
-        before = np.cumsum(took_part) - took_part
-        return members[(rank < n_check) | (before[rank] >= self.nearest_fraction * rank)]
+        members = np.ascontiguousarray(members, dtype=np.int64)
+        kept = np.empty_like(members)
+        c = self._c
+        n = _lib.assoc_heard_in_order(_ffi.from_buffer("double[]", here), len(members),
+                                      _ffi.from_buffer("int64_t[]", members), c["s"], reach_m, len(near),
+                                      _ffi.from_buffer("int64_t[]", near), c["xyz"], self.nearest_fraction,
+                                      self.min_sensors, c["work_d"], c["work_i"], c["flag"], c["rank_of"],
+                                      _ffi.from_buffer("int64_t[]", kept))
+        return None if n < 0 else kept[:n]
 
     def _make_event(self, fix, members, window, deadline, event_id=None, revision=0):
         members = members[np.argsort(self._t[members], kind="stable")]

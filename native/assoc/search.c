@@ -346,3 +346,55 @@ int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t
     counts[4] = after_event(t0, heard_s[k0], level_db[i], reverb_s);
     return nw;
 }
+
+int assoc_heard_in_order(const double *source_m, int n_members, const int64_t *members,
+                         const int64_t *sensor, double reach_m, int n_near, const int64_t *near,
+                         const double *sensor_xyz, double nearest_fraction, int min_sensors,
+                         double *work_d, int64_t *work_i, uint8_t *flag, int64_t *rank_of,
+                         int64_t *kept)
+{
+    double *dist = work_d;          /* the sensors within reach, nearest first (stable) */
+    int64_t *ranked = work_i;
+    int64_t *before = work_i + n_near; /* how many of the nearer ones took part */
+    int m = 0;
+    for (int h = 0; h < n_near; h++) {
+        const double *x = sensor_xyz + 3 * near[h];
+        double dx = x[0] - source_m[0], dy = x[1] - source_m[1], dz = x[2] - source_m[2];
+        double d = sqrt(dx * dx + dy * dy + dz * dz);
+        if (!(d <= reach_m))
+            continue;
+        int q = m++;
+        while (q > 0 && dist[q - 1] > d) {
+            dist[q] = dist[q - 1];
+            ranked[q] = ranked[q - 1];
+            q--;
+        }
+        dist[q] = d;
+        ranked[q] = near[h];
+    }
+    for (int k = 0; k < n_members; k++)
+        flag[sensor[members[k]]] = 1;
+    int64_t took = 0;
+    for (int h = 0; h < m; h++) {
+        before[h] = took;
+        took += flag[ranked[h]];
+    }
+    for (int k = 0; k < n_members; k++)
+        flag[sensor[members[k]]] = 0;
+    int n_check = min_sensors < m ? min_sensors : m;
+    int64_t took_first = n_check < m ? before[n_check] : took;
+    if ((double)took_first < ceil(nearest_fraction * (double)n_check))
+        return -1;
+    for (int h = 0; h < m; h++)
+        rank_of[ranked[h]] = h;
+    int n_kept = 0;
+    for (int k = 0; k < n_members; k++) {
+        int64_t rank = rank_of[sensor[members[k]]]; /* 0 for a sensor not among them */
+        double share = m > 0 ? (double)before[rank] : 0.0;
+        if (rank < n_check || share >= nearest_fraction * (double)rank)
+            kept[n_kept++] = members[k];
+    }
+    for (int h = 0; h < m; h++)
+        rank_of[ranked[h]] = 0;
+    return n_kept;
+}

@@ -55,4 +55,18 @@ int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t
                  double tolerance_s, double max_range_m, double reverb_s, double *range_m,
                  uint8_t *flag, int64_t *window, int64_t *others, int *counts);
 
+/* Which members (buffer slots) a real source at source_m could have: the sensors
+ * near[n_near] (a superset of those within reach_m of it; rows of sensor_xyz) within
+ * reach_m, ranked by distance, must include nearest_fraction of the min_sensors
+ * nearest, else the set is refused (-1); a member is dropped when fewer than that
+ * share of the sensors nearer than it took part.  sensor[slot] is the buffer's
+ * trigger sensors.  Writes the kept members to
+ * kept[] in their order and returns how many.  work_d[n_near], work_i[2 * n_near]
+ * are scratch; flag[] (all 0) and rank_of[] (all 0), per sensor, are left as found. */
+int assoc_heard_in_order(const double *source_m, int n_members, const int64_t *members,
+                         const int64_t *sensor, double reach_m, int n_near, const int64_t *near,
+                         const double *sensor_xyz, double nearest_fraction, int min_sensors,
+                         double *work_d, int64_t *work_i, uint8_t *flag, int64_t *rank_of,
+                         int64_t *kept);
+
 #endif
