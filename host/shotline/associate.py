@@ -316,7 +316,7 @@ class Associator:
             self._sensor_ids[sensor] = k
             self._sensor_pos.append(pos)
             self._tree = None
-        elif math.dist(self._sensor_pos[k], pos) > 1.0:   # the sensor moved
+        elif pos != self._sensor_pos[k] and math.dist(self._sensor_pos[k], pos) > 1.0:   # the sensor moved
             self._sensor_pos[k] = pos
             self._tree = None
         return k
@@ -433,14 +433,18 @@ class Associator:
         return any(lvl >= level + self.echo_drop_db for _, lvl in history[lo:hi])
 
     def _is_duplicate(self, trigger):
-        keys = [(trigger.sensor, "t", round(trigger.time_utc_s * 1e6))]
-        if trigger.seq is not None:
-            keys.append((trigger.sensor, "seq", trigger.seq))
-        if any(k in self._seen for k in keys):
+        seen, t = self._seen, trigger.time_utc_s
+        key = (trigger.sensor, "t", round(t * 1e6))
+        if key in seen:
             return True
-        for k in keys:
-            self._seen[k] = trigger.time_utc_s
-            self._seen_order.append(k)
+        if trigger.seq is not None:
+            key_seq = (trigger.sensor, "seq", trigger.seq)
+            if key_seq in seen:
+                return True
+            seen[key_seq] = t
+            self._seen_order.append(key_seq)
+        seen[key] = t
+        self._seen_order.append(key)
         horizon = self.now_s - self.late_window_s - 1.0
         while self._seen_order and self._seen.get(self._seen_order[0], horizon) < horizon:
             self._seen.pop(self._seen_order.popleft(), None)
@@ -569,12 +573,13 @@ class Associator:
                                   max_range_m=self.max_range_m, min_count=self.min_sensors - 1,
                                   source_up_m=self._source_up(np.r_[i, others]), level_db=self._lvl[others])
         candidates = np.concatenate([[i], others, masked])
-        rest = np.concatenate([others, masked])
+        rest = candidates[1:]
+        p_rest = self._p[rest]
         for source_m, t_emit_s, resid in hypotheses:
-            # masked triggers did not shape the hypothesis but may join it
-            resid = np.concatenate([resid, self._t[masked] - self._t[i] - t_emit_s
-                                    - _row_norms(self._p[masked] - source_m) / self.speed_m_s])
-            in_range = _row_norms(self._p[rest] - source_m) <= self.max_range_m
+            if len(masked):    # masked triggers did not shape the hypothesis but may join it
+                resid = np.concatenate([resid, self._t[masked] - self._t[i] - t_emit_s
+                                        - _row_norms(self._p[masked] - source_m) / self.speed_m_s])
+            in_range = _row_norms(p_rest - source_m) <= self.max_range_m
             members = np.concatenate([[i], self._one_per_sensor(rest[in_range], np.abs(resid[in_range]),
                                                                 self.search_tolerance_s)])
             members = self._heard_in_order(source_m, members)   # cheap screen before locating
@@ -679,8 +684,9 @@ class Associator:
             fix = self._locate(members)
             if fix.status not in ("ok", "ambiguous"):
                 return None, members
-            resid = self._predicted_residuals(fix, candidates)
-            in_range = _row_norms(self._p[candidates] - fix.position_m) <= self.max_range_m
+            dist_m = _row_norms(self._p[candidates] - np.asarray(fix.position_m, dtype=float))
+            resid = self._t[candidates] - (fix.t_emit_s + dist_m / self.speed_m_s)   # as _predicted_residuals
+            in_range = dist_m <= self.max_range_m
             chosen = self._one_per_sensor(candidates[in_range], np.abs(resid[in_range]), self.tolerance_s)
             chosen = self._heard_in_order(fix.position_m, chosen)
             if chosen is None or len(chosen) < self.min_sensors:
@@ -725,7 +731,8 @@ class Associator:
 
     def _make_event(self, fix, members, window, deadline, event_id=None, revision=0):
         members = members[np.argsort(self._t[members], kind="stable")]
-        np.maximum.at(self._heard_s, self._s[members], self._t[members])
+        sensors = self._s[members]      # one trigger per sensor
+        self._heard_s[sensors] = np.maximum(self._heard_s[sensors], self._t[members])
         resid = self._predicted_residuals(fix, members)
         rest = window[self._state[window] != _IN_EVENT]
         self._flag[self._s[members]] = True         # sensors taken by the event
@@ -743,8 +750,9 @@ class Associator:
             event_id = self._next_id
             self._next_id += 1
             self.stats["events"] += 1
-        event = Event(event_id, revision, fix, tuple(self._trig[j] for j in members),
-                      tuple(float(v) for v in resid), outliers, self.now_s, deadline)
+        trig = self._trig
+        event = Event(event_id, revision, fix, tuple([trig[j] for j in members.tolist()]),
+                      tuple(resid.tolist()), outliers, self.now_s, deadline)
         self._recent.append(event)
         return event
 
