@@ -571,7 +571,7 @@ class Associator:
         hypotheses = best_sources(self._p[i], self._t[others] - self._t[i], self._p[others],
                                   self._s[others], self.speed_m_s, tolerance_s=self.search_tolerance_s,
                                   max_range_m=self.max_range_m, min_count=self.min_sensors - 1,
-                                  source_up_m=self._source_up(np.r_[i, others]), level_db=self._lvl[others])
+                                  source_up_m=self._source_up(i, others), level_db=self._lvl[others])
         candidates = np.concatenate([[i], others, masked])
         rest = candidates[1:]
         p_rest = self._p[rest]
@@ -641,11 +641,11 @@ class Associator:
                 return True
         return False
 
-    def _source_up(self, idx):
-        """Height of the source plane: given, or the median height of the sensors."""
+    def _source_up(self, i, others):
+        """Height of the source plane: given, or the median height of the sensors of ``i`` and ``others``."""
         if self.source_up_m is not None:
             return self.source_up_m
-        return float(np.median(self._p[idx, 2]))
+        return float(np.median(self._p[np.r_[i, others], 2]))
 
     def _one_per_sensor(self, idx, abs_resid, limit):
         """From ``idx``, one trigger per sensor within ``limit``: the loudest, then the best fit."""
