@@ -247,8 +247,9 @@ def test_timing_sigma_estimated_from_residuals():
     rng = np.random.default_rng(2)
     many = np.array([[x, y, 10.0] for x in range(0, 1000, 200) for y in range(0, 1000, 200)])
     t = arrivals(many, SOURCE) + rng.normal(0, 300e-6, len(many))
-    fix = locate(many, t, speed_of_sound_m_s=C, source_up_m=1.5, gate_s=3e-3)
+    fix = locate(many, t, speed_of_sound_m_s=C, source_up_m=1.5, gate_s=3e-3, prior_sigma_s=200e-6)
     assert fix.timing_sigma_source == "residuals"
+    assert fix.timing_sigma_dof == 8 + len(many) - 3      # the prior's 8 and the spare arrivals
     assert fix.timing_sigma_s == pytest.approx(300e-6, rel=0.35)
     assert fix.residual_rms_s == pytest.approx(300e-6, rel=0.35)
 

@@ -9,7 +9,8 @@ sets the associator settles are consistent, and ``locate`` then costs ~1 ms
 of small NumPy calls.  :func:`consistent_fix` does the same fit in C
 (``native/assoc/fit.c``: the same start, Levenberg–Marquardt damping, scaling
 and stopping rule) and builds the same :class:`~shotline.locate.Fix`
-(covariance, 95 % ellipse, GDOP, timing sigma from the residuals) in ~60 µs;
+(covariance, 95 % ellipse, GDOP, timing sigma from the gate's prior and the
+residuals, with its F-quantile ellipse) in ~60 µs;
 for any set it cannot vouch for (it also refuses a normal matrix whose
 condition number may come near the 1e14 at which ``locate`` calls the
 geometry degenerate) it returns None and the caller uses ``locate``.  Only for ``locate``'s defaults (2.5-D, timing sigma from the
@@ -20,7 +21,7 @@ import math
 import numpy as np
 from scipy.special import chdtri
 
-from shotline.locate import CHI2_TAIL, GATE_SIGMAS, Fix, ellipse95
+from shotline.locate import CHI2_TAIL, DEFAULT_PRIOR_DOF, GATE_SIGMAS, Fix, ellipse95, timing_sigma
 
 try:
     from shotline._assoc import ffi, lib
@@ -75,12 +76,12 @@ def consistent_fix(sensors_m, arrival_times_s, c_m_s, gate_s, source_up_m=None):
     sse = float(r @ r)
     if float(np.max(np.abs(r))) > gate_s or sse / (gate_s / GATE_SIGMAS) ** 2 > _chi2_limit(n - 3):
         return None
-    # Uncertainty as locate() reports it: timing sigma from the residuals (3 unknowns).
-    sigma = math.sqrt(sse / (n - 3))
+    # Uncertainty as locate() reports it: the gate's prior sigma and the residuals (3 unknowns).
+    sigma, dof, source = timing_sigma(sse, n - 3, prior_sigma_s=gate_s / GATE_SIGMAS, prior_dof=DEFAULT_PRIOR_DOF)
     cov = np.zeros((3, 3))
     cov[:2, :2] = inv[:2, :2] * sigma ** 2
     return Fix(status="ok", position_m=_frozen(p + offset), t_emit_s=t_ref + t0[0],
-               covariance_m2=_frozen(cov), ellipse95_m=ellipse95(cov), used=_frozen(np.ones(n, bool), bool),
+               covariance_m2=_frozen(cov), ellipse95_m=ellipse95(cov, dof), used=_frozen(np.ones(n, bool), bool),
                residuals_s=_frozen(r), reasons=("used",) * n, residual_rms_s=math.sqrt(sse / n),
-               timing_sigma_s=sigma, timing_sigma_source="residuals", gdop=gdop[0],
-               speed_of_sound_m_s=float(c_m_s), mode="2.5d", message="")
+               timing_sigma_s=sigma, timing_sigma_source=source, gdop=gdop[0],
+               speed_of_sound_m_s=float(c_m_s), mode="2.5d", message="", timing_sigma_dof=dof)

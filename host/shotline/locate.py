@@ -29,14 +29,23 @@ Steps of :func:`locate`:
    add back arrivals that keep it consistent.  At most one arrival per sensor is used.  The
    largest consistent set wins; another, equally large and consistent
    solution elsewhere makes the fix ``ambiguous`` (both are returned).
-5. Uncertainty from the Jacobian: covariance ``sigma^2 (J^T J)^-1`` with the
-   timing error given or estimated from the residuals, the 95 % error ellipse,
-   GDOP, residual RMS.
+5. Uncertainty from the Jacobian: covariance ``sigma^2 (J^T J)^-1``, the 95 %
+   error ellipse, GDOP, residual RMS.  A given timing error is taken as known
+   (ellipse from the chi-square quantile).  Otherwise a prior timing error
+   ``s0`` (default: the gate over GATE_SIGMAS) with ``K`` degrees of freedom
+   is combined with the residuals (Jordan & Sverdrup 1981)::
+
+       s^2 = (K s0^2 + sum r^2) / (K + n - p)
+
+   and the ellipse uses the F quantile ``2 F(2, K + n - p; 0.95)``: neither
+   absurd with one spare arrival nor overconfident, and with no spare
+   arrival the prior alone (never a made-up sigma).
 
 Geometry modes: ``2d`` (heights ignored), ``2.5d`` (3-D sensors, source on a
 given height; default for 3-D sensors) and ``3d``.
 
-References: Smith & Abel (1987), closed-form least-squares source location,
+References: Jordan & Sverdrup (1981), BSSA 71(4) 1105, confidence regions
+with a-priori and a-posteriori variance; Smith & Abel (1987), closed-form least-squares source location,
 IEEE Trans. ASSP 35(12); Chan & Ho (1994), IEEE Trans. SP 42(8); Calhoun et
 al. (2020), ShotSpotter Tech Note 098, arXiv:2108.07377.
 
@@ -56,15 +65,16 @@ from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 
 import numpy as np
+from scipy.special import fdtri
 
 from shotline.acoustics import DEFAULT_TEMPERATURE_C
 from shotline.acoustics import speed_of_sound_m_s as _speed_of_sound
 
 MODES = ("2d", "2.5d", "3d")
 STATUSES = ("ok", "ambiguous", "degenerate", "insufficient")
-DEFAULT_TIMING_SIGMA_S = 100e-6  # ShotSpotter's measured pulse-time sigma (Tech Note 098)
 DEFAULT_GATE_S = 2e-3            # consistency gate when no timing sigma is given
 GATE_SIGMAS = 4.0
+DEFAULT_PRIOR_DOF = 8.0          # weight K of the prior timing sigma (gate / GATE_SIGMAS), in residuals
 MAX_SUBSETS = 1500
 CHI2_2DOF_95 = 5.991464547107979  # chi-square quantile, 2 degrees of freedom, 0.95
 CHI2_TAIL = 1e-3                  # a consistent set fails the chi-square test this rarely
@@ -97,6 +107,40 @@ class Ellipse:
 _NAN_ELLIPSE = Ellipse(math.nan, math.nan, math.nan)
 
 
+def quantile95(dof=math.inf):
+    """Squared scale of the 2-D 95 % confidence ellipse ``x^T C^-1 x <= q``.
+
+    ``dof``: degrees of freedom behind the timing sigma (inf: known, the
+    chi-square quantile 5.99; else ``2 F(2, dof; 0.95)``, e.g. 8.9 at 8, 38 at 2).
+    """
+    dof = float(dof)
+    if math.isinf(dof) and dof > 0:
+        return CHI2_2DOF_95
+    if not dof > 0:
+        raise ValueError(f"degrees of freedom must be positive, got {dof!r}")
+    return 2.0 * float(fdtri(2.0, dof, 0.95))
+
+
+def timing_sigma(sse_s2, n_spare, sigma_given=None, prior_sigma_s=None, prior_dof=DEFAULT_PRIOR_DOF):
+    """Timing sigma behind a fix's covariance: ``(sigma_s, dof, source)``.
+
+    ``sse_s2``: sum of the squared used residuals (s^2); ``n_spare``: used
+    arrivals minus unknowns.  A given sigma is known (dof inf).  Otherwise the
+    prior ``prior_sigma_s`` with ``prior_dof`` degrees of freedom and the
+    residuals combine (Jordan & Sverdrup 1981):
+    ``s^2 = (K s0^2 + sse) / (K + n_spare)``, dof ``K + n_spare``; source
+    "residuals", or "default" with no spare arrival (the prior alone).
+    """
+    if sigma_given is not None:
+        return float(sigma_given), math.inf, "given"
+    s0, k = float(prior_sigma_s), float(prior_dof)
+    n_spare = max(int(n_spare), 0)
+    source = "residuals" if n_spare > 0 else "default"
+    if math.isinf(k):
+        return s0, math.inf, source
+    return math.sqrt((k * s0 * s0 + float(sse_s2)) / (k + n_spare)), k + n_spare, source
+
+
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not fixes
 class Fix:
     """Where an impulse came from, when, how sure, and which arrivals were used.
@@ -117,13 +161,14 @@ class Fix:
     reasons: tuple                   # (N,) why each arrival was used or not
     residual_rms_s: float            # RMS of the used residuals (s)
     timing_sigma_s: float            # timing error behind the covariance (s)
-    timing_sigma_source: str         # "given" | "residuals" | "default"
+    timing_sigma_source: str         # "given" | "residuals" (prior + residuals) | "default" (prior)
     gdop: float                      # geometric dilution of precision (position + time)
     speed_of_sound_m_s: float        # used (or estimated) speed of sound
     mode: str                        # 2d | 2.5d | 3d
     message: str = ""
     alternatives: tuple = ()         # other valid solutions (Fix), e.g. when ambiguous
     position_llh: np.ndarray = None  # (3,) lat, lon (deg), alt (m), for lat/lon input
+    timing_sigma_dof: float = math.inf  # degrees of freedom of timing_sigma_s (inf: given, known)
 
     @property
     def ok(self):
@@ -147,6 +192,7 @@ class Fix:
             "residual_rms_s": _num(self.residual_rms_s),
             "timing_sigma_s": _num(self.timing_sigma_s),
             "timing_sigma_source": self.timing_sigma_source,
+            "timing_sigma_dof": _num(self.timing_sigma_dof),
             "gdop": _num(self.gdop),
             "speed_of_sound_m_s": _num(self.speed_of_sound_m_s),
             "mode": self.mode,
@@ -387,8 +433,8 @@ def _refine(S, dt, w, P, t0, c, k, estimate_c=False, iterations=30):
 # Uncertainty
 
 
-def _uncertainty(S, P, c, k, used, sigma_s, estimate_c):
-    """Position covariance (3, 3, m^2), 95 % ellipse and GDOP at one solution."""
+def _uncertainty(S, P, c, k, used, sigma_s, estimate_c, dof):
+    """Position covariance (3, 3, m^2), 95 % ellipse (sigma with ``dof``) and GDOP at one solution."""
     J = _jacobian(S[None][:, used], P[None], np.array([c]), k, estimate_c)[0]
     JtJ = J.T @ J
     cov3 = np.full((3, 3), np.nan)
@@ -406,18 +452,20 @@ def _uncertainty(S, P, c, k, used, sigma_s, estimate_c):
         gdop = float(math.sqrt(np.trace(np.linalg.inv(H.T @ H))))
     except np.linalg.LinAlgError:
         gdop = math.inf
-    return cov3, ellipse95(cov3), gdop
+    return cov3, ellipse95(cov3, dof), gdop
 
 
-def ellipse95(covariance_m2):
-    """95 % horizontal error ellipse of an ENU covariance ((2, 2) or (3, 3), m^2)."""
+def ellipse95(covariance_m2, dof=math.inf):
+    """95 % horizontal error ellipse of an ENU covariance ((2, 2) or (3, 3), m^2)
+    whose timing sigma has ``dof`` degrees of freedom (inf: known; see :func:`quantile95`)."""
     C = np.asarray(covariance_m2, dtype=float)[:2, :2]
     if not np.all(np.isfinite(C)):
         return _NAN_ELLIPSE
+    q = quantile95(dof)
     vals, vecs = np.linalg.eigh(0.5 * (C + C.T))
     vals = np.maximum(vals, 0.0)
-    major = math.sqrt(CHI2_2DOF_95 * vals[1])
-    minor = math.sqrt(CHI2_2DOF_95 * vals[0])
+    major = math.sqrt(q * vals[1])
+    minor = math.sqrt(q * vals[0])
     east, north = vecs[0, 1], vecs[1, 1]
     azimuth = math.degrees(math.atan2(east, north)) % 180.0
     return Ellipse(major, minor, azimuth)
@@ -700,27 +748,22 @@ def _empty_fix(prob, status, message, sigma, valid):
                gdop=math.nan, speed_of_sound_m_s=prob.c_m_s, mode=prob.mode, message=message)
 
 
-def _make_fix(prob, valid, group, gate, mask, P, t0, c, sigma_given, estimate_c, status, message):
+def _make_fix(prob, valid, group, gate, mask, P, t0, c, sigma_given, prior, estimate_c, status, message):
     dt = np.where(valid, prob.dt_s, 0.0)
     r = _residuals(prob.sensors[None], dt[None], P[None], np.array([t0]), np.array([c]))[0]
     r = np.where(valid, r, np.nan)
     n_used = int(mask.sum())
     q = prob.k + 1 + int(estimate_c and n_used >= prob.k + 3)
     rms = float(np.sqrt(np.mean(r[mask] ** 2))) if n_used else math.nan
-    if sigma_given is not None:
-        sigma, source = float(sigma_given), "given"
-    elif n_used > q:
-        sigma, source = float(np.sqrt(np.sum(r[mask] ** 2) / (n_used - q))), "residuals"
-    else:
-        sigma, source = DEFAULT_TIMING_SIGMA_S, "default"
-    cov, ell, gdop = _uncertainty(prob.sensors, P, c, prob.k, mask, sigma, q > prob.k + 1)
+    sigma, dof, source = timing_sigma(float(np.sum(r[mask] ** 2)), n_used - q, sigma_given, *prior)
+    cov, ell, gdop = _uncertainty(prob.sensors, P, c, prob.k, mask, sigma, q > prob.k + 1, dof)
     if not np.all(np.isfinite(cov)) and status == "ok":
         status, message = "degenerate", "the geometry leaves the position unresolved (singular Jacobian)"
     return Fix(status=status, position_m=_frozen(P + prob.offset_m), t_emit_s=prob.t_ref_s + t0,
                covariance_m2=_frozen(cov), ellipse95_m=ell, used=_frozen(mask, bool),
                residuals_s=_frozen(r), reasons=_reason(valid, mask, r, group, gate),
                residual_rms_s=rms, timing_sigma_s=sigma, timing_sigma_source=source, gdop=gdop,
-               speed_of_sound_m_s=c, mode=prob.mode, message=message)
+               speed_of_sound_m_s=c, mode=prob.mode, message=message, timing_sigma_dof=dof)
 
 
 def _chi2_limit(dof):
@@ -740,7 +783,8 @@ def _geometry_rank(points, k):
 
 def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
            relative_humidity_pct=None, speed_of_sound_m_s=None, timing_sigma_s=None,
-           mode=None, source_up_m=None, estimate_speed=False, gate_s=None, sensor_ids=None):
+           mode=None, source_up_m=None, estimate_speed=False, gate_s=None, sensor_ids=None,
+           prior_sigma_s=None, prior_dof=DEFAULT_PRIOR_DOF):
     """Locate one impulse from its arrival times; robust to late (echo) arrivals.
 
     Parameters
@@ -756,8 +800,8 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
         Air temperature and humidity for the speed of sound (Cramer 1993),
         unless ``speed_of_sound_m_s`` is given.
     timing_sigma_s : float or None
-        Arrival-time standard error (s).  None: estimated from the residuals
-        (100 µs when there is no redundancy).
+        Arrival-time standard error (s), taken as known.  None: the prior
+        combined with the residuals (see ``prior_sigma_s``).
     mode : "2d" | "2.5d" | "3d" | None
         None: ``2.5d`` for (N, 3) sensors, ``2d`` for (N, 2).
     source_up_m : float or None
@@ -771,6 +815,12 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
         Which sensor each row is (any hashable); rows of one sensor are
         alternatives for one arrival.  None: rows at the same position are one
         sensor.
+    prior_sigma_s, prior_dof : float
+        Without ``timing_sigma_s``: the prior timing error (s; None: ``gate_s``
+        / GATE_SIGMAS) and its weight in degrees of freedom (> 0; inf: the
+        prior taken as known).  The covariance uses
+        ``s^2 = (K s0^2 + sum r^2) / (K + n - p)``, the 95 % ellipse the F
+        quantile with ``K + n - p`` degrees of freedom (``Fix.timing_sigma_dof``).
 
     Returns
     -------
@@ -782,6 +832,7 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
     prob = _prepare(sensors_m, arrival_times_s, mode, source_up_m, c)
     if gate_s is None:
         gate_s = GATE_SIGMAS * timing_sigma_s if timing_sigma_s is not None else DEFAULT_GATE_S
+    prior = _prior(gate_s, prior_sigma_s, prior_dof)
     valid = np.isfinite(prob.dt_s)
     group = _groups(prob.sensors, sensor_ids)
     k, m = prob.k, prob.k + 1
@@ -809,14 +860,14 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
         message = f"no redundancy: {m} arrivals fit exactly, none can be checked"
     if n_used < n_distinct:
         message = (message + "; " if message else "") + f"{n_distinct - n_used} sensor(s) rejected"
-    fix = _make_fix(prob, valid, group, gate_s, mask, P, t0, c_fit, timing_sigma_s,
+    fix = _make_fix(prob, valid, group, gate_s, mask, P, t0, c_fit, timing_sigma_s, prior,
                     estimate_speed, status, message)
     # Rivals: as many arrivals, all within the gate, somewhere else.
     solutions = [(fix, sse)]
     for r_mask, r_P, r_t0, r_c, r_sse, r_early in results[1:]:
         if r_mask.sum() < n_used or r_early > n_early:
             break
-        rival = _make_fix(prob, valid, group, gate_s, r_mask, r_P, r_t0, r_c, timing_sigma_s,
+        rival = _make_fix(prob, valid, group, gate_s, r_mask, r_P, r_t0, r_c, timing_sigma_s, prior,
                           estimate_speed, "ambiguous", "alternative solution")
         if (np.all(np.abs(rival.residuals_s[r_mask]) <= gate_s)
                 and all(_distinct(rival, other) for other, _ in solutions)):
@@ -833,6 +884,16 @@ def locate(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
                        alternatives=tuple(_replace(f, status="ambiguous", message="alternative solution")
                                           for f, _ in solutions[1:]))
     return fix
+
+
+def _prior(gate_s, prior_sigma_s, prior_dof):
+    """Validated ``(prior_sigma_s, prior_dof)``; the sigma defaults to the gate over GATE_SIGMAS."""
+    s0 = gate_s / GATE_SIGMAS if prior_sigma_s is None else prior_sigma_s
+    if not (math.isfinite(s0) and s0 > 0):
+        raise ValueError(f"prior_sigma_s (or gate_s) must be positive, got {s0!r}")
+    if not (prior_dof > 0):
+        raise ValueError(f"prior_dof must be positive (inf: the prior is known), got {prior_dof!r}")
+    return float(s0), float(prior_dof)
 
 
 def _distinct(a, b):
@@ -894,6 +955,7 @@ class BatchFix:
     gdop: np.ndarray           # (B,)
     speed_of_sound_m_s: float
     mode: str
+    timing_sigma_dof: np.ndarray = None  # (B,) degrees of freedom of timing_sigma_s (inf: given)
     _fixes: tuple = field(repr=False, default=None)
 
     def __len__(self):
@@ -913,20 +975,22 @@ class BatchFix:
         used = self.used[i]
         reasons = tuple("used" if used[j] else ("missing" if np.isnan(self.residuals_s[i, j]) else "not used")
                         for j in range(n))
+        dof = math.inf if self.timing_sigma_dof is None else float(self.timing_sigma_dof[i])
         return Fix(status=str(self.status[i]), position_m=_frozen(self.position_m[i]),
                    t_emit_s=float(self.t_emit_s[i]), covariance_m2=_frozen(cov),
-                   ellipse95_m=ellipse95(cov), used=_frozen(used, bool),
+                   ellipse95_m=ellipse95(cov, dof), used=_frozen(used, bool),
                    residuals_s=_frozen(self.residuals_s[i]), reasons=reasons,
                    residual_rms_s=float(self.residual_rms_s[i]),
                    timing_sigma_s=float(self.timing_sigma_s[i]),
                    timing_sigma_source=self.timing_sigma_source,
                    gdop=float(self.gdop[i]), speed_of_sound_m_s=self.speed_of_sound_m_s, mode=self.mode,
-                   message="batch solution from all arrivals")
+                   message="batch solution from all arrivals", timing_sigma_dof=dof)
 
 
 def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATURE_C,
                  relative_humidity_pct=None, speed_of_sound_m_s=None, timing_sigma_s=None,
-                 mode=None, source_up_m=None, robust="auto", gate_s=None):
+                 mode=None, source_up_m=None, robust="auto", gate_s=None, prior_sigma_s=None,
+                 prior_dof=DEFAULT_PRIOR_DOF):
     """Locate B events at once.
 
     ``sensors_m`` is (N, D) shared by all events or (B, N, D); ``arrival_times_s``
@@ -939,6 +1003,7 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     ambiguity), as are events with only the minimal number of arrivals;
     ``robust=True`` sends every event through :func:`locate`, ``robust=False``
     none but the minimal ones (every arrival used, echoes included).
+    The timing sigma and ellipses are as :func:`locate` gives them.
     """
     if robust not in (True, False, "auto"):
         raise ValueError(f"robust must be True, False or 'auto', got {robust!r}")
@@ -959,6 +1024,9 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
         raise ValueError(f"timing_sigma_s must be positive, got {timing_sigma_s!r}")
     mode = _pick_mode(mode, s.shape[2])
     k = 3 if mode == "3d" else 2
+    gate = gate_s if gate_s is not None else (
+        GATE_SIGMAS * timing_sigma_s if timing_sigma_s is not None else DEFAULT_GATE_S)
+    prior = _prior(gate, prior_sigma_s, prior_dof)
     valid = np.isfinite(t)
     w = valid.astype(float)
     n_valid = valid.sum(axis=1)
@@ -986,10 +1054,12 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     dof = n_valid - q
     rss = np.nansum(r ** 2, axis=1)
     rms = np.sqrt(rss / np.maximum(n_valid, 1))
-    if timing_sigma_s is not None:
-        sigma = np.full(B, float(timing_sigma_s))
+    if timing_sigma_s is not None or math.isinf(prior[1]):  # as timing_sigma(), over the batch
+        sigma = np.full(B, float(timing_sigma_s if timing_sigma_s is not None else prior[0]))
+        sigma_dof = np.full(B, math.inf)
     else:
-        sigma = np.where(dof > 0, np.sqrt(rss / np.maximum(dof, 1)), DEFAULT_TIMING_SIGMA_S)
+        sigma_dof = prior[1] + np.maximum(dof, 0)
+        sigma = np.sqrt((prior[1] * prior[0] ** 2 + rss) / sigma_dof)
     J = _jacobian(S, P, np.full(B, c), k, False)
     JtJ = (J * w[:, :, None]).transpose(0, 2, 1) @ J
     dg = np.sqrt(np.maximum(np.diagonal(JtJ, axis1=1, axis2=2), 1e-300))
@@ -1012,8 +1082,6 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     if robust is True:
         redo[:] = True
     elif robust == "auto":
-        gate = gate_s if gate_s is not None else (
-            GATE_SIGMAS * timing_sigma_s if timing_sigma_s is not None else DEFAULT_GATE_S)
         chi_sigma = timing_sigma_s if timing_sigma_s is not None else gate / GATE_SIGMAS
         limit = np.array([_chi2_limit(d) if d > 0 else np.inf for d in dof])
         worst = np.nanmax(np.where(valid, np.abs(r), 0.0), axis=1)
@@ -1021,16 +1089,18 @@ def locate_batch(sensors_m, arrival_times_s, *, temperature_c=DEFAULT_TEMPERATUR
     slow = np.flatnonzero(redo & (n_valid > 0))
     for i in slow:
         f = locate(s[i], t[i], speed_of_sound_m_s=c, timing_sigma_s=timing_sigma_s, mode=mode,
-                   source_up_m=None if source_up_m is None else float(centre[i, 2]), gate_s=gate_s)
+                   source_up_m=None if source_up_m is None else float(centre[i, 2]), gate_s=gate_s,
+                   prior_sigma_s=prior_sigma_s, prior_dof=prior_dof)
         fixes[i] = f
         status[i], position[i], t_ref[i], t0[i] = f.status, f.position_m, f.t_emit_s, 0.0
         cov[i], r[i], w[i] = f.covariance_m2, f.residuals_s, f.used
-        rms[i], sigma[i], gdop[i] = f.residual_rms_s, f.timing_sigma_s, f.gdop
+        rms[i], sigma[i], sigma_dof[i], gdop[i] = f.residual_rms_s, f.timing_sigma_s, f.timing_sigma_dof, f.gdop
     return BatchFix(status=status.astype(str), position_m=position, t_emit_s=t_ref + t0,
                     covariance_m2=cov, used=w > 0, residuals_s=r, residual_rms_s=rms,
                     timing_sigma_s=sigma,
                     timing_sigma_source="given" if timing_sigma_s is not None else "residuals", gdop=gdop,
-                    speed_of_sound_m_s=c, mode=mode, _fixes=tuple(fixes) if len(slow) else None)
+                    speed_of_sound_m_s=c, mode=mode, timing_sigma_dof=sigma_dof,
+                    _fixes=tuple(fixes) if len(slow) else None)
 
 
 class _CallableModule(types.ModuleType):
