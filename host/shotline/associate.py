@@ -277,6 +277,7 @@ class Associator:
         self._rank_of = np.zeros(0, dtype=np.int64)
         self._sensor_xyz = np.zeros((0, 3))
         self._work_d = np.zeros(0)
+        self._best = np.zeros(0, dtype=np.int64)
         self._work_i = np.zeros(0, dtype=np.int64)
         self._c = {}
         self._bind()
@@ -305,6 +306,7 @@ class Associator:
                    "xyz": _ffi.from_buffer("double[]", self._sensor_xyz),
                    "rank_of": _ffi.from_buffer("int64_t[]", self._rank_of),
                    "work_d": _ffi.from_buffer("double[]", self._work_d),
+                   "best": _ffi.from_buffer("int64_t[]", self._best),
                    "work_i": _ffi.from_buffer("int64_t[]", self._work_i)}
 
     # ---- sensors -------------------------------------------------------
@@ -331,6 +333,7 @@ class Associator:
             self._flag = np.zeros(len(self._sensor_pos), dtype=bool)   # per sensor, left all False
             self._rank_of = np.zeros(len(self._sensor_pos), dtype=np.int64)   # per sensor, left all 0
             self._heard_s = np.r_[self._heard_s, np.full(len(self._sensor_pos) - len(self._heard_s), -np.inf)]
+            self._best = np.full(len(self._sensor_pos), -1, dtype=np.int64)   # assoc_one_per_sensor's
             self._work_d = np.empty(len(self._sensor_pos))                    # assoc_heard_in_order's
             self._work_i = np.empty(2 * len(self._sensor_pos), dtype=np.int64)
             self._bind()
@@ -648,15 +651,17 @@ class Associator:
         return float(np.median(self._p[np.r_[i, others], 2]))
 
     def _one_per_sensor(self, idx, abs_resid, limit):
-        """From ``idx``, one trigger per sensor within ``limit``: the loudest, then the best fit."""
-        ok = abs_resid <= limit
-        idx, abs_resid = idx[ok], abs_resid[ok]
-        level = self._lvl[idx]
-        order = np.lexsort((abs_resid, -np.where(np.isnan(level), 0.0, level), self._s[idx]))
-        idx = idx[order]
-        first = np.ones(len(idx), dtype=bool)
-        first[1:] = self._s[idx][1:] != self._s[idx][:-1]
-        return idx[first]
+        """From ``idx``, one trigger per sensor within ``limit``: the loudest, then the best fit
+        (by sensor; in C: ``native/assoc/search.c``, ``assoc_one_per_sensor``)."""
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        if len(idx) == 0:
+            return idx
+        out = np.empty_like(idx)
+        c = self._c
+        n = _lib.assoc_one_per_sensor(len(idx), _ffi.from_buffer("int64_t[]", idx),
+                                      _ffi.from_buffer("double[]", np.ascontiguousarray(abs_resid, dtype=float)),
+                                      limit, c["s"], c["lvl"], c["best"], _ffi.from_buffer("int64_t[]", out))
+        return out[:n]
 
     def _locate(self, members):
         if not self.locate_options:     # locate()'s own answer for a consistent set, ~20x faster

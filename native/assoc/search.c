@@ -398,3 +398,36 @@ int assoc_heard_in_order(const double *source_m, int n_members, const int64_t *m
         rank_of[ranked[h]] = 0;
     return n_kept;
 }
+
+int assoc_one_per_sensor(int n, const int64_t *idx, const double *abs_resid_s, double limit_s,
+                         const int64_t *sensor, const double *level_db, int64_t *best, int64_t *out)
+{
+    int m = 0; /* out[] holds the candidates' positions in idx[] while choosing */
+    for (int q = 0; q < n; q++) {
+        if (!(abs_resid_s[q] <= limit_s))
+            continue;
+        int64_t k = sensor[idx[q]];
+        int64_t b = best[k];
+        if (b < 0) {
+            best[k] = q;
+            out[m++] = q;
+            continue;
+        }
+        double lq = isnan(level_db[idx[q]]) ? 0.0 : level_db[idx[q]];
+        double lb = isnan(level_db[idx[b]]) ? 0.0 : level_db[idx[b]];
+        if (lq > lb || (lq == lb && abs_resid_s[q] < abs_resid_s[b]))
+            best[k] = q;
+    }
+    for (int r = 0; r < m; r++) { /* the winners, by sensor (insertion sort) */
+        int64_t k = sensor[idx[out[r]]];
+        int64_t q = best[k];
+        best[k] = -1;
+        int p = r;
+        while (p > 0 && sensor[out[p - 1]] > k) {
+            out[p] = out[p - 1];
+            p--;
+        }
+        out[p] = idx[q];
+    }
+    return m;
+}

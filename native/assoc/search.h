@@ -69,4 +69,11 @@ int assoc_heard_in_order(const double *source_m, int n_members, const int64_t *m
                          double *work_d, int64_t *work_i, uint8_t *flag, int64_t *rank_of,
                          int64_t *kept);
 
+/* From idx[n] (buffer slots), one per sensor among those with abs_resid_s <= limit_s:
+ * the loudest (level_db[slot], NaN counts as 0), then the best fit, then the first.
+ * Writes them to out[] by sensor (ascending) and returns how many.  best[] (per
+ * sensor, all -1) is scratch, left as found. */
+int assoc_one_per_sensor(int n, const int64_t *idx, const double *abs_resid_s, double limit_s,
+                         const int64_t *sensor, const double *level_db, int64_t *best, int64_t *out);
+
 #endif
