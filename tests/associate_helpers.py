@@ -1,7 +1,10 @@
-"""Reference for the association tests: the NumPy source search that
-``native/assoc/search.c`` replaced (same algorithm, see
-``shotline.associate_search``), to check the C kernel against.
+"""References for the association tests: the NumPy code that
+``native/assoc/search.c`` replaced (the source search, see
+``shotline.associate_search``; the associator's window, one-per-sensor choice
+and heard-in-order screen), to check the C kernels against.
 """
+import math
+
 import numpy as np
 
 from shotline.locate import minimal_solutions
@@ -85,3 +88,59 @@ def reference_best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, 
         if all(np.hypot(*(P[h, :2] - P[g, :2])) > distinct_m for g in chosen):
             chosen.append(h)
     return [(P[h] + origin, float(t_emit[h]), resid[h]) for h in chosen]
+
+
+def reference_window(assoc, i):
+    """``Associator._window(i)`` in NumPy: (window, others, counts) as search.h's ``assoc_window``."""
+    k0 = int(assoc._s[i])
+    idx, dist = assoc._neighbourhood(k0)[:2]
+    used = assoc._n - assoc._base
+    t0 = assoc._t[i]
+    span = assoc.max_range_m / assoc.speed_m_s + assoc.tolerance_s
+    start = int(np.searchsorted(assoc._tmax[:used], t0 - span))     # every earlier trigger is older
+    near = start + np.flatnonzero((assoc._state[start:used] != 1) & (np.abs(assoc._t[start:used] - t0) <= span))
+    scratch = np.full(len(assoc._sensor_pos), -np.inf)
+    scratch[idx] = dist
+    d = np.minimum(scratch[assoc._s[near]], assoc.max_range_m)
+    window = near[np.abs(assoc._t[near] - t0) <= d / assoc.speed_m_s + assoc.tolerance_s]
+    others = window[(assoc._s[window] != k0) & np.isin(assoc._state[window], (0, 3, 4))]
+    pending = others[assoc._state[others] == 0]
+    counts = [len(others), len(np.unique(assoc._s[others])),
+              int(np.count_nonzero(~assoc._after_event(pending))),
+              int(np.count_nonzero(np.isfinite(assoc._lvl[others]) | (assoc._state[others] == 4))),
+              int(assoc._after_event(np.array([i]))[0])]
+    return window, others, counts
+
+
+def reference_one_per_sensor(assoc, idx, abs_resid, limit):
+    """``Associator._one_per_sensor`` in NumPy."""
+    ok = abs_resid <= limit
+    idx, abs_resid = idx[ok], abs_resid[ok]
+    level = assoc._lvl[idx]
+    order = np.lexsort((abs_resid, -np.where(np.isnan(level), 0.0, level), assoc._s[idx]))
+    idx = idx[order]
+    first = np.ones(len(idx), dtype=bool)
+    first[1:] = assoc._s[idx][1:] != assoc._s[idx][:-1]
+    return idx[first]
+
+
+def reference_heard_in_order(assoc, source_m, members):
+    """``Associator._heard_in_order`` in NumPy."""
+    if len(members) == 0:
+        return None
+    here = np.asarray(source_m, dtype=float)
+    dist_m = np.linalg.norm(assoc._p[members] - here, axis=1)
+    reach_m = float(dist_m.max()) + 1e-6
+    near = np.asarray(assoc._tree.query_ball_point(here, reach_m), dtype=np.int64)
+    d = np.linalg.norm(assoc._sensor_xyz[near] - here, axis=1)
+    inside = d <= reach_m
+    near = near[inside][np.argsort(d[inside], kind="stable")]
+    sensors = assoc._s[members]
+    took_part = np.isin(near, sensors)
+    n_check = min(assoc.min_sensors, len(near))
+    if took_part[:n_check].sum() < math.ceil(assoc.nearest_fraction * n_check):
+        return None
+    rank_of = {k: r for r, k in enumerate(near.tolist())}
+    rank = np.array([rank_of.get(k, 0) for k in sensors.tolist()], dtype=np.int64)
+    before = np.cumsum(took_part) - took_part
+    return members[(rank < n_check) | (before[rank] >= assoc.nearest_fraction * rank)]

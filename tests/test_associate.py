@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from associate_helpers import reference_best_sources
+from associate_helpers import (reference_best_sources, reference_heard_in_order, reference_one_per_sensor,
+                                reference_window)
 from hypothesis import strategies as st
 
 from shotline.acoustics import speed_of_sound_m_s
@@ -312,6 +313,60 @@ def test_echo_train_prescreen_agrees_with_a_full_scan():
         assoc.push(t)
     assoc.flush()
     assert _FullScanAssociator.trains > 0
+
+
+class _CheckedAssociator(Associator):
+    """Checks every call of the associator's C kernels against their NumPy references."""
+
+    calls = {"window": 0, "one_per_sensor": 0, "heard_in_order": 0, "refused": 0}
+
+    def _window(self, i):
+        want = reference_window(self, i)           # before: the kernel's output buffers are reused
+        window, others, counts = super()._window(i)
+        assert np.array_equal(window, want[0]) and np.array_equal(others, want[1])
+        assert counts.tolist() == want[2]
+        type(self).calls["window"] += 1
+        return window, others, counts
+
+    def _one_per_sensor(self, idx, abs_resid, limit):
+        got = super()._one_per_sensor(idx, abs_resid, limit)
+        assert np.array_equal(got, reference_one_per_sensor(self, idx, abs_resid, limit))
+        type(self).calls["one_per_sensor"] += 1
+        return got
+
+    def _heard_in_order(self, source_m, members):
+        got = super()._heard_in_order(source_m, members)
+        want = reference_heard_in_order(self, source_m, members)
+        assert (got is None) == (want is None) and (got is None or np.array_equal(got, want))
+        type(self).calls["heard_in_order"] += 1
+        type(self).calls["refused"] += got is None
+        return got
+
+
+@pytest.mark.parametrize("with_levels", [False, True])
+def test_association_kernels_match_their_numpy_references(with_levels):
+    # A dense surge with echoes, some triggers 4 s late, duplicates; levels make some triggers masked.
+    rng = np.random.default_rng(41)
+    sensors = grid_sensors(144, 3000.0, rng)
+    scene = make_scene(sensors, n_impulses=50, duration_s=6.0, rng=rng, echo_fraction=0.4)
+    triggers = [Trigger(t.sensor, t.position_m, t.time_utc_s, level_db=float(rng.uniform(70.0, 100.0)))
+                for t in scene.triggers] if with_levels else list(scene.triggers)
+    held = set(range(7, len(triggers), 19))
+    stream = [t for k, t in enumerate(triggers) if k not in held] + triggers[::50]
+    late = [triggers[k] for k in sorted(held)]
+    _CheckedAssociator.calls = dict.fromkeys(_CheckedAssociator.calls, 0)
+    assoc = _CheckedAssociator(temperature_c=scene.temperature_c, sensors=sensors, tolerance_s=0.002,
+                               min_sensors=5, max_range_m=800.0, source_up_m=0.0)
+    for t in sorted(stream, key=lambda t: t.time_utc_s):
+        assoc.push(t)
+        while late and late[0].time_utc_s + 4.0 <= t.time_utc_s:
+            assoc.push(late.pop(0))
+    assoc.flush()
+    calls = _CheckedAssociator.calls
+    assert calls["window"] >= 100 and calls["one_per_sensor"] >= 50 and calls["refused"] > 0
+    assert calls["heard_in_order"] - calls["refused"] >= 30
+    assert assoc.stats["events"] >= 30 and assoc.stats["duplicates"] > 0
+    assert (assoc.stats["masked"] > 0) == with_levels
 
 
 def _search_inputs(rng, n_sources, levels):
