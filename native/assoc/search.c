@@ -296,7 +296,7 @@ static int after_event(double t_s, double heard_s, double level_db, double rever
 int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t *state,
                  const int64_t *sensor, const double *level_db, const double *heard_s, int i,
                  int n_hood, const int64_t *hood, const double *hood_m, double c_m_s,
-                 double tolerance_s, double max_range_m, double reverb_s, double *range_m,
+                 double tolerance_s, double max_range_m, double reverb_s, double *reach_s,
                  uint8_t *flag, int64_t *window, int64_t *others, int *counts)
 {
     double t0 = t_s[i];
@@ -312,15 +312,14 @@ int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t
         else
             hi = mid;
     }
+    /* Per neighbour sensor, the largest |t_j - t0| a trigger there may have (no
+     * division in the scan); other sensors stay at -INFINITY: out of reach. */
     for (int h = 0; h < n_hood; h++)
-        range_m[hood[h]] = hood_m[h];
+        reach_s[hood[h]] = fmin(hood_m[h], max_range_m) / c_m_s + tolerance_s;
     int nw = 0, no = 0, n_sensors = 0, n_fresh = 0, n_maskable = 0;
     for (int j = lo; j < used; j++) {
-        double gap = fabs(t_s[j] - t0);
-        if (state[j] == ASSOC_IN_EVENT || !(gap <= span))
-            continue;
         int64_t k = sensor[j];
-        if (!(gap <= fmin(range_m[k], max_range_m) / c_m_s + tolerance_s))
+        if (!(fabs(t_s[j] - t0) <= reach_s[k]) || state[j] == ASSOC_IN_EVENT)
             continue;
         window[nw++] = j;
         if (k == k0)
@@ -336,7 +335,7 @@ int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t
             n_fresh++;
     }
     for (int h = 0; h < n_hood; h++)
-        range_m[hood[h]] = -INFINITY;
+        reach_s[hood[h]] = -INFINITY;
     for (int o = 0; o < no; o++)
         flag[sensor[others[o]]] = 0;
     counts[0] = no;

@@ -47,12 +47,12 @@ int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const doub
  * sensor's latest event (heard_s[sensor]; a trigger with a level never is),
  * counts[3] = how many others have a level or are masked, counts[4] = 1 if the
  * anchor itself comes within reverb_s after its sensor's latest event and has no
- * level.  range_m[] (per sensor, all -INFINITY) and flag[] (per sensor, all 0) are
+ * level.  reach_s[] (per sensor, all -INFINITY) and flag[] (per sensor, all 0) are
  * scratch, left as found.  Returns how many slots are in the window. */
 int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t *state,
                  const int64_t *sensor, const double *level_db, const double *heard_s, int i,
                  int n_hood, const int64_t *hood, const double *hood_m, double c_m_s,
-                 double tolerance_s, double max_range_m, double reverb_s, double *range_m,
+                 double tolerance_s, double max_range_m, double reverb_s, double *reach_s,
                  uint8_t *flag, int64_t *window, int64_t *others, int *counts);
 
 /* Which members (buffer slots) a real source at source_m could have: the sensors
