@@ -111,7 +111,7 @@ def quantile95(dof=math.inf):
     """Squared scale of the 2-D 95 % confidence ellipse ``x^T C^-1 x <= q``.
 
     ``dof``: degrees of freedom behind the timing sigma (inf: known, the
-    chi-square quantile 5.99; else ``2 F(2, dof; 0.95)``, e.g. 8.9 at 8, 38 at 2).
+    chi-square quantile 5.99; else ``2 F(2, dof; 0.95)``, e.g. 8.92 at 8, 38 at 2).
     """
     dof = float(dof)
     if math.isinf(dof) and dof > 0:
