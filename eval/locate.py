@@ -34,7 +34,14 @@ ShotSpotter's audio sensors reported and with our detector's onsets (both
 taken within 50 ms of the straight-line prediction from the all-sensor fix,
 i.e. a perfect association, and located with one arrival per sensor).
 
-    .venv/bin/python eval/locate.py [--trials 100] [--skip-synthetic] [--skip-real]
+Part 4 — are the 95 % ellipses honest?  The share of fixes whose reported
+ellipse contains the truth: synthetic (known Gaussian timing noise; sigma
+given, or not given with the gate at 4 sigma or 2 ms) and Pittsburgh
+(ShotSpotter's selection on all sensors and on the audio sensors, our event
+extraction from all pulses), the latter also with each semi-axis grown by
+the survey's own 2.5 m (phone GPS) in quadrature.
+
+    .venv/bin/python eval/locate.py [--trials 100] [--skip-synthetic] [--skip-real] [--coverage-only]
 """
 import argparse
 import sys
