@@ -57,6 +57,7 @@ al. (2020), ShotSpotter Tech Note 098, arXiv:2108.07377.
 >>> fix.status, fix.position_m[:2].round(3).tolist(), round(fix.t_emit_s, 6)
 ('ok', [120.0, 250.0], 1545180567.0)
 """
+import functools
 import itertools
 import math
 import sys
@@ -107,6 +108,7 @@ class Ellipse:
 _NAN_ELLIPSE = Ellipse(math.nan, math.nan, math.nan)
 
 
+@functools.lru_cache(maxsize=256)
 def quantile95(dof=math.inf):
     """Squared scale of the 2-D 95 % confidence ellipse ``x^T C^-1 x <= q``.
 
