@@ -13,14 +13,21 @@ resolve against the manifest's folder).  Each recording goes through the
 detector (:func:`shotline.detect.detect_file`); a trigger's time is the start
 time plus its onset; the triggers are then associated and located
 (:func:`shotline.associate.associate`) with the sensor network known up front.
+Offline, the triggers no streaming event took get a second, global look
+(:mod:`shotline.process_select`): every set of at least four sensors that
+fits one source is a candidate, valued by how much its members look like
+direct sound and how well they fit, and the best disjoint candidates become
+events too.
 """
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from shotline.acoustics import DEFAULT_TEMPERATURE_C
-from shotline.associate import Trigger, associate
+import numpy as np
+
+from shotline.acoustics import DEFAULT_TEMPERATURE_C, speed_of_sound_m_s
+from shotline.associate import Association, Event, Trigger, associate
 from shotline.timeutil import parse_utc
 
 
@@ -134,13 +141,15 @@ def detect_triggers(manifest, **detector_params):
     return triggers
 
 
-def process(manifest, *, detector_params=None, **options):
+def process(manifest, *, detector_params=None, recover=True, **options):
     """Detect, associate and locate; returns :class:`shotline.associate.Association`.
 
     ``options`` go to :class:`shotline.associate.Associator`; the temperature
     defaults to the manifest's, the network to the manifest's sensors,
     ``min_sensors`` to 5 (4 when there are only 4 recordings), and the
-    tolerance and ellipse gate to the values below.
+    tolerance and ellipse gate to the values below.  With ``recover`` the
+    triggers left unexplained get the global offline selection
+    (:func:`recover_events`); ``stats["recovered"]`` counts its events.
     """
     triggers = detect_triggers(manifest, **(detector_params or {}))
     options.setdefault("temperature_c", manifest.temperature_c)
@@ -148,4 +157,56 @@ def process(manifest, *, detector_params=None, **options):
     options.setdefault("min_sensors", max(4, min(5, len(manifest.recordings))))
     options.setdefault("tolerance_s", AUDIO_TOLERANCE_S)
     options.setdefault("max_ellipse_m", AUDIO_MAX_ELLIPSE_M)
-    return associate(triggers, **options)
+    result = associate(triggers, **options)
+    if not recover:
+        return result
+    extra, left = recover_events(triggers, result.unexplained, options,
+                                 first_id=1 + max((e.event_id for e in result.events), default=0))
+    stats = dict(result.stats, recovered=len(extra), unexplained=len(left))
+    return Association(tuple(sorted(result.events + extra, key=lambda e: e.t_emit_s)), left, stats)
+
+
+def recover_events(triggers, unexplained, options, first_id=1):
+    """Events among ``unexplained`` by the global offline selection.
+
+    ``triggers``: every trigger (their history gives the direct-sound
+    evidence); ``options``: the association options (``sensors``,
+    ``temperature_c``, ``tolerance_s``, ``max_range_m``, ``source_up_m``,
+    ``max_ellipse_m``).  At least four sensors per event: the evidence per
+    trigger and the global choice keep out the chance fits that make the
+    streaming associator ask for five.  Returns ``(events, still_unexplained)``.
+    """
+    from shotline.process_select import associate_offline, weights
+
+    sensors = options["sensors"]
+    names = sorted(sensors)
+    index = {name: k for k, name in enumerate(names)}
+    sensors_m = np.array([Trigger(n, sensors[n], 0.0).position_m for n in names])
+    left = {id(t) for t in unexplained}
+    if not triggers or len(left) < 4:
+        return (), tuple(unexplained)
+    times = np.array([t.time_utc_s for t in triggers])
+    which = np.array([index[t.sensor] for t in triggers])
+    levels = np.array([np.nan if t.level_db is None else t.level_db for t in triggers], dtype=float)
+    sta_lta = np.array([(t.features or {}).get("sta_lta", 1.0) for t in triggers], dtype=float)
+    w = weights(times, which, levels, sta_lta)
+    pool = np.flatnonzero([id(t) in left for t in triggers])
+    temperature_c = options.get("temperature_c", DEFAULT_TEMPERATURE_C)
+    source_up_m = options.get("source_up_m")
+    if source_up_m is None:
+        source_up_m = float(np.median(sensors_m[:, 2]))
+    found = associate_offline(times[pool], which[pool], sensors_m, w[pool],
+                              c_m_s=speed_of_sound_m_s(temperature_c), temperature_c=temperature_c,
+                              tolerance_s=options.get("tolerance_s", AUDIO_TOLERANCE_S), min_sensors=4,
+                              source_up_m=source_up_m, max_range_m=options.get("max_range_m", 1000.0),
+                              max_ellipse_m=options.get("max_ellipse_m"))
+    events, used = [], set()
+    for n, (fix, members) in enumerate(found):
+        chosen = [triggers[pool[i]] for i in members]
+        resid = np.asarray(fix.residuals_s)[fix.used]
+        order = np.argsort([t.time_utc_s for t in chosen], kind="stable")
+        end = max(t.time_utc_s for t in chosen)
+        events.append(Event(first_id + n, 0, fix, tuple(chosen[k] for k in order),
+                            tuple(float(resid[k]) for k in order), (), end, end))
+        used.update(id(t) for t in chosen)
+    return tuple(events), tuple(t for t in unexplained if id(t) not in used)
