@@ -262,6 +262,7 @@ class Associator:
         self._scratch = np.zeros(0)
         self._heard_s = np.zeros(0)    # per sensor: time of its latest trigger in an event
         self._late_heard_s = {}        # sensor -> time of its latest trigger that joined an event late
+        self._late_max_s = -math.inf   # the latest of those
         # Trigger buffer (parallel arrays, index = buffer slot - self._base).
         self._cap = 1024
         self._t = np.zeros(self._cap)
@@ -635,7 +636,13 @@ class Associator:
             return False
         times = dict(zip(self._s[members].tolist(), t_m.tolist()))
         first_s = float(t_m.min())
+        # An event's triggers are no later than its decision (or than a late trigger
+        # that joined it), and events are kept in decision order: the scan stops at
+        # the first event decided more than reverb_s before the set.
+        may_stop = self._late_max_s + self.reverb_s < first_s
         for event in reversed(self._recent):
+            if may_stop and event.decided_s + self.reverb_s < first_s:
+                break
             if event.triggers[-1].time_utc_s + self.reverb_s < first_s or n > self.echo_ratio * len(event.triggers):
                 continue
             later = sum(0.0 < times.get(self._sensor_ids[trig.sensor], -math.inf) - trig.time_utc_s
@@ -786,6 +793,7 @@ class Associator:
             self._recent[len(self._recent) - 1 - n] = revised
             k = self._sensor_ids[trigger.sensor]
             self._late_heard_s[k] = max(self._late_heard_s.get(k, -math.inf), trigger.time_utc_s)
+            self._late_max_s = max(self._late_max_s, trigger.time_utc_s)
             self.stats["late_attached"] += 1
             return revised
         return None
