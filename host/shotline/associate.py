@@ -503,18 +503,19 @@ class Associator:
             i = slot - self._base
             if i < 0:          # compacted away: it was decided already
                 continue
+            state = int(self._state[i])
             if kind == _FINAL:
-                if self._state[i] in (_DEFERRED, _MASKED):
+                if state == _DEFERRED or state == _MASKED:
                     self._state[i] = _UNEXPLAINED
                     self.unexplained.append(self._trig[i])
                     self.stats["unexplained"] += 1
                 continue
-            if self._state[i] == _MASKED or (self._state[i] == _PENDING and self._masked(i)):
+            if state == _MASKED or (state == _PENDING and self._masked(i)):
                 self._state[i] = _MASKED
                 self.stats["masked"] += 1
                 heapq.heappush(self._deadlines, (deadline + self._span_s, slot, _FINAL))
                 continue
-            if self._state[i] != _PENDING:
+            if state != _PENDING:
                 continue
             current = self._t[i] + self._neighbourhood(int(self._s[i]))[2]
             if current > deadline and not everything:   # a new sensor widened the neighbourhood
