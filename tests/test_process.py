@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shotline.acoustics import speed_of_sound_m_s
@@ -139,3 +140,77 @@ def test_process_locates_the_three_shots_of_a_real_test(pittsburgh_tests, tmp_pa
         assert math.hypot(x - test.survey_m[0], y - test.survey_m[1]) < 15.0
         assert len(event["sensors"]) >= 5
     assert "unexplained" in records[-1]
+
+
+# --- the global offline selection (shotline.process_select) ----------------------------------
+
+def _scene(rng, shots_s=(0.0, 0.5, 1.0), source=(60.0, -40.0, 0.0), echoes_s=(0.045, 0.11), jitter_s=0.002):
+    """Four sensors, shots from one place; each direct arrival followed by weaker echoes."""
+    from shotline.process_select import weights
+
+    sensors = np.array([[-300.0, -250.0, 0.0], [320.0, -200.0, 0.0], [250.0, 300.0, 0.0], [-280.0, 260.0, 0.0]])
+    times, which, levels, sta_lta, direct = [], [], [], [], []
+    for t_emit in shots_s:
+        for s, p in enumerate(sensors):
+            arrival = t_emit + np.linalg.norm(p - source) / C + rng.normal(0, jitter_s)
+            times.append(arrival)
+            which.append(s)
+            levels.append(-10.0)
+            sta_lta.append(40.0)
+            direct.append(True)
+            for k, delay in enumerate(echoes_s):
+                times.append(arrival + delay)
+                which.append(s)
+                levels.append(-18.0 - 4 * k)
+                sta_lta.append(3.0)
+                direct.append(False)
+    times, which = np.array(times), np.array(which)
+    w = weights(times, which, np.array(levels), np.array(sta_lta))
+    return sensors, times, which, w, np.array(direct)
+
+
+def test_direct_sound_evidence_ranks_onsets_above_their_echoes():
+    sensors, times, which, w, direct = _scene(np.random.default_rng(1))
+    assert w[direct].min() > 2 * w[~direct].max()
+
+
+def test_select_takes_the_best_disjoint_sets_not_the_best_single_one():
+    from shotline.process_select import select
+
+    sets = [(0, 1, 2, 3), (0, 1, 4, 5), (2, 3, 6, 7), (8, 9, 10, 11)]
+    assert sorted(select([3.0, 2.0, 2.0, -1.0], sets)) == [1, 2]      # 4 > 3; a negative set never
+    assert select([3.0, 1.0, 1.0, 0.5], sets) == [0, 3]
+
+
+def test_offline_association_finds_each_shot_and_leaves_the_echoes():
+    from shotline.process_select import associate_offline
+
+    rng = np.random.default_rng(7)
+    sensors, times, which, w, direct = _scene(rng)
+    found = associate_offline(times + T0, which, sensors, w, c_m_s=C, temperature_c=5.0, tolerance_s=0.03,
+                              min_sensors=4, source_up_m=0.0, max_range_m=1500.0)
+    assert len(found) == 3
+    for (fix, members), t_emit in zip(found, (0.0, 0.5, 1.0)):
+        assert np.hypot(fix.position_m[0] - 60.0, fix.position_m[1] + 40.0) < 5.0
+        assert abs(fix.t_emit_s - (T0 + t_emit)) < 0.01
+        assert len(members) == 4 and direct[list(members)].all()
+
+
+def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_tests):
+    """FP2 test_019 (ShotSpotter, CC BY 4.0): six recordings, the first shot heard directly by four."""
+    from shotline.process import Manifest, Recording, process
+
+    test = next(t for t in pittsburgh_tests if t.firing_position == "FP2" and t.name == "test_019")
+    manifest = Manifest(test.temperature_c, tuple(Recording(r.sensor, r.path, r.start_utc_s, r.position_m)
+                                                  for r in test.recordings))
+
+    def near(result):
+        return sum(math.hypot(e.position_m[0] - test.survey_m[0], e.position_m[1] - test.survey_m[1]) < 15.0
+                   for e in result.events)
+
+    before = process(manifest, recover=False, max_range_m=1500.0)
+    after = process(manifest, max_range_m=1500.0)
+    assert after.stats["recovered"] >= 1
+    assert near(after) == near(before) + 1
+    recovered = {id(t) for e in after.events for t in e.triggers}
+    assert not recovered & {id(t) for t in after.unexplained}
