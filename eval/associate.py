@@ -117,27 +117,28 @@ def eval_pulses(tests):
 
 
 def eval_audio(tests):
-    for recover in (False, True):
-        rows, n_events, extra, seconds, recovered = [], 0, 0, 0.0, 0
+    for reselect in (False, True):
+        rows, n_events, extra, seconds, recovered, dropped = [], 0, 0, 0.0, 0, 0
         for test in tests:
             manifest = Manifest(test.temperature_c, tuple(Recording(r.sensor, r.path, r.start_utc_s, r.position_m)
                                                           for r in test.recordings))
             t0 = time.perf_counter()
-            result = process(manifest, recover=recover, **AUDIO)
+            result = process(manifest, reselect=reselect, **AUDIO)
             seconds += time.perf_counter() - t0
             n_events += len(result.events)
             recovered += result.stats.get("recovered", 0)
+            dropped += result.stats.get("dropped", 0)
             matched, unmatched = match(list(result.events), shot_references(test), test.rounds)
             extra += len(unmatched)
             rows += [(test.firing_position, None if e is None else horizontal_error_m(e, test)) for e in matched]
-        if not recover:
+        if not reselect:
             print(f"(b) audio alone via process ({sum(len(t.recordings) for t in tests)} recordings, "
                   f"options {AUDIO}, min_sensors 5 or 4 where a test has 4 recordings)")
-            print(f"  streaming associator only (process(recover=False)): events {n_events}, unmatched {extra}")
+            print(f"  streaming associator only (process(reselect=False)): events {n_events}, unmatched {extra}")
             summarise("  fired shots located (horizontal error vs survey):", rows)
         else:
-            print(f"  with the global offline selection over the leftover triggers (process default): "
-                  f"events {n_events} ({recovered} recovered) for {len(rows)} rounds fired; "
+            print(f"  with the offline re-selection (process default): events {n_events} ({recovered} new, "
+                  f"{dropped} streaming events dropped) for {len(rows)} rounds fired; "
                   f"unmatched events {extra}; {seconds:.1f} s for detection + association")
             summarise("  fired shots located (horizontal error vs survey):", rows)
     # References on the same sensors: ShotSpotter's pulses instead of our detector, and

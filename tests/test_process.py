@@ -208,7 +208,7 @@ def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_test
         return sum(math.hypot(e.position_m[0] - test.survey_m[0], e.position_m[1] - test.survey_m[1]) < 15.0
                    for e in result.events)
 
-    before = process(manifest, recover=False, max_range_m=1500.0)
+    before = process(manifest, reselect=False, max_range_m=1500.0)
     after = process(manifest, max_range_m=1500.0)
     assert after.stats["recovered"] >= 1
     assert near(after) == near(before) + 1

@@ -13,11 +13,10 @@ resolve against the manifest's folder).  Each recording goes through the
 detector (:func:`shotline.detect.detect_file`); a trigger's time is the start
 time plus its onset; the triggers are then associated and located
 (:func:`shotline.associate.associate`) with the sensor network known up front.
-Offline, the triggers no streaming event took get a second, global look
-(:mod:`shotline.process_select`): every set of at least four sensors that
-fits one source is a candidate, valued by how much its members look like
-direct sound and how well they fit, and the best disjoint candidates become
-events too.
+Offline, the streaming events then compete with every other candidate
+(:mod:`shotline.process_select`): each set of at least four sensors that fits
+one source, valued by how much its members look like direct sound and how
+well they fit; the best disjoint set of events is kept.
 """
 import json
 import math
@@ -37,6 +36,9 @@ from shotline.timeutil import parse_utc
 # worse than 20 m (95 % ellipse) is taken for a chance fit of echoes.
 AUDIO_TOLERANCE_S = 0.03
 AUDIO_MAX_ELLIPSE_M = 20.0
+# Offline re-selection: a streaming event's head start (log-likelihood ratio)
+# over the offline candidates (chosen on Pittsburgh FP1-FP3; see docs/process.md).
+STREAM_EVENT_BONUS = 8.0
 
 
 class ManifestError(ValueError):
@@ -141,15 +143,16 @@ def detect_triggers(manifest, **detector_params):
     return triggers
 
 
-def process(manifest, *, detector_params=None, recover=True, **options):
+def process(manifest, *, detector_params=None, reselect=True, **options):
     """Detect, associate and locate; returns :class:`shotline.associate.Association`.
 
     ``options`` go to :class:`shotline.associate.Associator`; the temperature
     defaults to the manifest's, the network to the manifest's sensors,
     ``min_sensors`` to 5 (4 when there are only 4 recordings), and the
-    tolerance and ellipse gate to the values below.  With ``recover`` the
-    triggers left unexplained get the global offline selection
-    (:func:`recover_events`); ``stats["recovered"]`` counts its events.
+    tolerance and ellipse gate to the values below.  With ``reselect`` the
+    streaming events compete with every offline candidate
+    (:func:`reselect_events`); ``stats`` then counts ``recovered`` (new)
+    and ``dropped`` (streaming) events.
     """
     triggers = detect_triggers(manifest, **(detector_params or {}))
     options.setdefault("temperature_c", manifest.temperature_c)
@@ -158,55 +161,67 @@ def process(manifest, *, detector_params=None, recover=True, **options):
     options.setdefault("tolerance_s", AUDIO_TOLERANCE_S)
     options.setdefault("max_ellipse_m", AUDIO_MAX_ELLIPSE_M)
     result = associate(triggers, **options)
-    if not recover:
+    if not reselect:
         return result
-    extra, left = recover_events(triggers, result.unexplained, options,
-                                 first_id=1 + max((e.event_id for e in result.events), default=0))
-    stats = dict(result.stats, recovered=len(extra), unexplained=len(left))
-    return Association(tuple(sorted(result.events + extra, key=lambda e: e.t_emit_s)), left, stats)
+    events = reselect_events(triggers, result.events, options)
+    kept = {id(e) for e in result.events} & {id(e) for e in events}
+    used = {id(t) for e in events for t in e.triggers}
+    stats = dict(result.stats, events=len(events), recovered=len(events) - len(kept),
+                 dropped=len(result.events) - len(kept))
+    unexplained = tuple(t for t in triggers if id(t) not in used)
+    stats["unexplained"] = len(unexplained)
+    return Association(events, unexplained, stats)
 
 
-def recover_events(triggers, unexplained, options, first_id=1):
-    """Events among ``unexplained`` by the global offline selection.
+def reselect_events(triggers, stream_events, options):
+    """The best disjoint events among the streaming ones and every offline candidate.
 
     ``triggers``: every trigger (their history gives the direct-sound
-    evidence); ``options``: the association options (``sensors``,
-    ``temperature_c``, ``tolerance_s``, ``max_range_m``, ``source_up_m``,
-    ``max_ellipse_m``).  At least four sensors per event: the evidence per
-    trigger and the global choice keep out the chance fits that make the
-    streaming associator ask for five.  Returns ``(events, still_unexplained)``.
+    evidence, :func:`shotline.process_select.weights`); ``stream_events``:
+    the streaming associator's events over them, which compete with the
+    candidates of :func:`shotline.process_select.associate_offline` (at
+    least four sensors each) with a head start of ``STREAM_EVENT_BONUS``;
+    ``options``: the association options (``sensors``, ``temperature_c``,
+    ``tolerance_s``, ``max_range_m``, ``source_up_m``, ``max_ellipse_m``).
+    Streaming events kept are returned as they are; new ones are numbered
+    after them.  Returns the events in emission order.
     """
     from shotline.process_select import associate_offline, weights
 
+    if not triggers:
+        return tuple(stream_events)
     sensors = options["sensors"]
     names = sorted(sensors)
     index = {name: k for k, name in enumerate(names)}
     sensors_m = np.array([Trigger(n, sensors[n], 0.0).position_m for n in names])
-    left = {id(t) for t in unexplained}
-    if not triggers or len(left) < 4:
-        return (), tuple(unexplained)
     times = np.array([t.time_utc_s for t in triggers])
     which = np.array([index[t.sensor] for t in triggers])
     levels = np.array([np.nan if t.level_db is None else t.level_db for t in triggers], dtype=float)
     sta_lta = np.array([(t.features or {}).get("sta_lta", 1.0) for t in triggers], dtype=float)
-    w = weights(times, which, levels, sta_lta)
-    pool = np.flatnonzero([id(t) in left for t in triggers])
+    position = {id(t): k for k, t in enumerate(triggers)}
+    given = [(e.fix, [position[id(t)] for t in e.triggers], np.asarray(e.residuals_s)) for e in stream_events]
     temperature_c = options.get("temperature_c", DEFAULT_TEMPERATURE_C)
     source_up_m = options.get("source_up_m")
     if source_up_m is None:
         source_up_m = float(np.median(sensors_m[:, 2]))
-    found = associate_offline(times[pool], which[pool], sensors_m, w[pool],
+    found = associate_offline(times, which, sensors_m, weights(times, which, levels, sta_lta),
                               c_m_s=speed_of_sound_m_s(temperature_c), temperature_c=temperature_c,
                               tolerance_s=options.get("tolerance_s", AUDIO_TOLERANCE_S), min_sensors=4,
                               source_up_m=source_up_m, max_range_m=options.get("max_range_m", 1000.0),
-                              max_ellipse_m=options.get("max_ellipse_m"))
-    events, used = [], set()
-    for n, (fix, members) in enumerate(found):
-        chosen = [triggers[pool[i]] for i in members]
+                              max_ellipse_m=options.get("max_ellipse_m"), given=given,
+                              given_bonus=STREAM_EVENT_BONUS)
+    by_fix = {id(e.fix): e for e in stream_events}
+    next_id = 1 + max((e.event_id for e in stream_events), default=0)
+    events = []
+    for fix, members in found:
+        if id(fix) in by_fix:
+            events.append(by_fix[id(fix)])
+            continue
+        chosen = [triggers[i] for i in members]
         resid = np.asarray(fix.residuals_s)[fix.used]
         order = np.argsort([t.time_utc_s for t in chosen], kind="stable")
         end = max(t.time_utc_s for t in chosen)
-        events.append(Event(first_id + n, 0, fix, tuple(chosen[k] for k in order),
+        events.append(Event(next_id, 0, fix, tuple(chosen[k] for k in order),
                             tuple(float(resid[k]) for k in order), (), end, end))
-        used.update(id(t) for t in chosen)
-    return tuple(events), tuple(t for t in unexplained if id(t) not in used)
+        next_id += 1
+    return tuple(sorted(events, key=lambda e: e.t_emit_s))

@@ -203,9 +203,13 @@ def select(values, member_sets):
 
 
 def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temperature_c, tolerance_s,
-                      min_sensors, source_up_m, max_range_m, max_ellipse_m=None, event_cost=None):
+                      min_sensors, source_up_m, max_range_m, max_ellipse_m=None, event_cost=None,
+                      given=(), given_bonus=0.0):
     """The chosen disjoint events, located.
 
+    ``given``: events found otherwise (e.g. by the streaming associator), each
+    ``(fix, members, residuals_s)`` with members indexing these triggers; they
+    compete with the candidates, valued like them plus ``given_bonus``.
     Returns a list of ``(fix, members)`` in emission order; ``members`` are
     trigger indices (one per sensor) of the arrivals the fix used.
     """
@@ -222,6 +226,17 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
     llr = evidence(weights_)
     exact = 3 * math.log(2 * tolerance_s / (math.sqrt(2 * math.pi) * TIMING_SIGMA_S))
     located = {}        # candidate -> (fix, used members) or None; its value then comes from the fix
+
+    def located_value(members, residuals_s):
+        return (float(np.sum(llr[np.asarray(members)])) + float(np.sum(timing_evidence(residuals_s, tolerance_s)))
+                - exact)
+
+    extra = []
+    for fix, members, residuals_s in given:
+        located[len(sets)] = (fix, tuple(int(i) for i in members))
+        sets.append(tuple(int(i) for i in members))
+        extra.append(located_value(members, residuals_s) + given_bonus)
+    value = np.concatenate([value, extra])
     for _ in range(MAX_ROUNDS):
         chosen = select(value - cost, sets)
         fresh = [k for k in chosen if k not in located]
@@ -240,9 +255,7 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
             used = idx[fix.used]
             located[k] = (fix, tuple(int(i) for i in used))
             sets[k] = tuple(int(i) for i in used)
-            value[k] = (float(np.sum(llr[used]))
-                        + float(np.sum(timing_evidence(np.asarray(fix.residuals_s)[fix.used], tolerance_s)))
-                        - exact)
+            value[k] = located_value(used, np.asarray(fix.residuals_s)[fix.used])
     out = [located[k] for k in chosen if located.get(k) is not None]
     out.sort(key=lambda fm: fm[0].t_emit_s)
     return out
