@@ -196,7 +196,7 @@ def test_offline_association_finds_each_shot_and_leaves_the_echoes():
         assert len(members) == 4 and direct[list(members)].all()
 
 
-def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_tests):
+def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_tests, tmp_path, capsys):
     """FP2 test_019 (ShotSpotter, CC BY 4.0): six recordings, the first shot heard directly by four."""
     from shotline.process import Manifest, Recording, process
 
@@ -214,3 +214,12 @@ def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_test
     assert near(after) == near(before) + 1
     recovered = {id(t) for e in after.events for t in e.triggers}
     assert not recovered & {id(t) for t in after.unexplained}
+    # The command line: the same events, and --streaming-only gives the streaming associator's.
+    path = tmp_path / "m.json"
+    subprocess.run([sys.executable, str(REPO / "tools" / "pittsburgh_manifest.py"), str(test.folder), "-o", str(path)],
+                   check=True)
+    for flags, result in (([], after), (["--streaming-only"], before)):
+        code, records, err = run_cli(["process", "--json", "--max-range-m", "1500", *flags, str(path)], capsys)
+        assert code == 0, err
+        assert [r["time_utc"] for r in records[:-1]] == [format_utc(e.t_emit_s) for e in result.events]
+        assert len(records[-1]["unexplained"]) == len(result.unexplained)

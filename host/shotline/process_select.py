@@ -4,25 +4,33 @@ The streaming associator (:mod:`shotline.associate`) decides anchor by anchor
 as triggers arrive.  Offline, with the whole record in hand and a handful of
 sensors, the choice can be global instead:
 
-1. **Every candidate.**  Each triple of triggers on three different sensors
-   that physics allows together (``|t_i - t_j| <= d_ij / c + tolerance``)
-   fixes up to two sources on the ground plane in closed form
-   (:func:`shotline.locate.minimal_solutions`, vectorised over all triples).
-   Each source takes, per sensor, the trigger nearest its predicted arrival
-   within ``tolerance_s``; sets of at least ``min_sensors`` are candidates,
-   each located with :func:`shotline.locate.locate` (robust, gate
-   ``tolerance_s``).
-2. **Evidence per trigger** (``weights``, 0..1): how much a trigger looks
-   like the direct sound of an impulse rather than its reverberation: the
-   onset's STA/LTA and whether a louder trigger on the same sensor came just
-   before it (then it is probably an echo of that one).
-3. **Best disjoint set.**  A candidate's value is the sum over its members
-   of weight x fit (``1 - (residual / tolerance)^2``) minus a cost per event;
-   the set of candidates with no trigger in common and the largest total
-   value is found exactly as a small integer program
-   (:func:`scipy.optimize.milp`).  Exclusivity does what a greedy choice
-   cannot: a chance fit that mixes the direct sounds of two shots uses
-   triggers that the two real events need, and loses to them.
+1. **Evidence per trigger** (:func:`weights`, :func:`evidence`): how much a
+   trigger looks like the direct sound of an impulse rather than its
+   reverberation, from the detector's STA/LTA and its level against the
+   triggers just before it and against the sensor's loudest, as a
+   log-likelihood ratio.
+2. **Every candidate** (:func:`candidate_sets`).  Each triple of triggers on
+   three different sensors that physics allows together (``|t_i - t_j| <=
+   d_ij / c + tolerance``) fixes up to two sources on the ground plane in
+   closed form (:func:`shotline.locate.minimal_solutions`, vectorised over
+   all triples).  Each source takes, per other sensor, the trigger within
+   ``tolerance_s`` of its predicted arrival with the most evidence; every
+   subset of at least ``min_sensors`` that keeps the triple is a candidate
+   (a member may belong to another event).  A candidate's value is the sum
+   of its members' evidence plus the timing evidence of the redundant
+   arrivals (:func:`timing_evidence`: Gaussian about the model vs uniform
+   within the tolerance).
+3. **Best disjoint set** (:func:`select`): the candidates with no trigger in
+   common and the largest total value minus ``EVENT_COST`` each, found
+   exactly as an integer program (:func:`scipy.optimize.milp`, HiGHS).  The
+   chosen ones are located (:func:`shotline.locate.locate`, robust), valued
+   again from their fit, and the selection repeated until it holds.
+   Exclusivity does what a greedy choice cannot: a chance fit that mixes the
+   direct sounds of two shots uses triggers that the two real events need,
+   and loses to them.
+
+Events found otherwise (the streaming associator's) can compete as given
+candidates with a head start (``given``, ``given_bonus``).
 """
 import itertools
 import math

@@ -1,7 +1,9 @@
 """``shotline process MANIFEST``: detect, associate and locate from synchronised recordings.
 
 Prints the events in the form of ``shotline associate`` (one line each, by
-emission time), then one ``{"unexplained": [...]}`` line.
+emission time), then one ``{"unexplained": [...]}`` line.  The streaming
+associator's events compete with every offline candidate unless
+``--streaming-only`` (see ``shotline.process``).
 """
 from shotline.cli import EXIT_OK, CommandError
 from shotline.commands.associate import (add_association_arguments, association_options,
@@ -10,6 +12,8 @@ from shotline.commands.associate import (add_association_arguments, association_
 
 def add_arguments(parser):
     add_association_arguments(parser)
+    parser.add_argument("--streaming-only", action="store_true",
+                        help="keep the streaming associator's events as they are (no offline re-selection)")
     parser.add_argument("manifest", metavar="MANIFEST",
                         help="JSON manifest of recordings (sensor, path, start_utc, position)")
 
@@ -19,7 +23,8 @@ def run(args):
 
     try:
         manifest = load_manifest(args.manifest)
-        result = process(manifest, **association_options(args, manifest.temperature_c))
+        result = process(manifest, reselect=not args.streaming_only,
+                         **association_options(args, manifest.temperature_c))
     except ManifestError as exc:
         raise CommandError(str(exc)) from None
     except ValueError as exc:   # unreadable audio, bad options
