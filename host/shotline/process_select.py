@@ -38,6 +38,7 @@ import math
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from shotline.locate import locate, minimal_solutions
 
@@ -98,22 +99,35 @@ def timing_evidence(residual_s, tolerance_s):
             - 0.5 * (r / TIMING_SIGMA_S) ** 2)
 
 
-def _consistent_triples(times_s, by_sensor, sensors_m, c_m_s, tolerance_s):
-    """All (i, j, k) trigger triples on three sensors that physics allows together."""
+def _consistent_triples(times_s, by_sensor, sensors_m, c_m_s, tolerance_s, block=64):
+    """All (i, j, k) trigger triples on three sensors that physics allows together.
+
+    Work is bounded by the triggers near each other in time: the first
+    sensor's triggers go in blocks of ``block``, each against the other two
+    sensors' triggers within reach of the block only.
+    """
     out = []
+    order = [idx[np.argsort(times_s[idx], kind="stable")] for idx in by_sensor]
     for a, b, d in itertools.combinations(range(len(by_sensor)), 3):
-        ia, ib, id_ = by_sensor[a], by_sensor[b], by_sensor[d]
+        ia, ib, id_ = order[a], order[b], order[d]
         if not (len(ia) and len(ib) and len(id_)):
             continue
-        lim = {pair: np.linalg.norm(sensors_m[pair[0]] - sensors_m[pair[1]]) / c_m_s + tolerance_s
-               for pair in ((a, b), (a, d), (b, d))}
-        ab = np.abs(times_s[ia][:, None] - times_s[ib][None, :]) <= lim[(a, b)]
-        ad = np.abs(times_s[ia][:, None] - times_s[id_][None, :]) <= lim[(a, d)]
-        bd = np.abs(times_s[ib][:, None] - times_s[id_][None, :]) <= lim[(b, d)]
-        ok = ab[:, :, None] & ad[:, None, :] & bd[None, :, :]
-        x, y, z = np.nonzero(ok)
-        if len(x):
-            out.append(np.stack([ia[x], ib[y], id_[z]], axis=1))
+        lim_ab, lim_ad, lim_bd = (np.linalg.norm(sensors_m[p] - sensors_m[q]) / c_m_s + tolerance_s
+                                  for p, q in ((a, b), (a, d), (b, d)))
+        tb, td = times_s[ib], times_s[id_]
+        for start in range(0, len(ia), block):
+            xa = ia[start:start + block]
+            ta = times_s[xa]
+            xb = ib[np.searchsorted(tb, ta[0] - lim_ab):np.searchsorted(tb, ta[-1] + lim_ab, side="right")]
+            xd = id_[np.searchsorted(td, ta[0] - lim_ad):np.searchsorted(td, ta[-1] + lim_ad, side="right")]
+            if not (len(xb) and len(xd)):
+                continue
+            ab = np.abs(ta[:, None] - times_s[xb][None, :]) <= lim_ab
+            ad = np.abs(ta[:, None] - times_s[xd][None, :]) <= lim_ad
+            bd = np.abs(times_s[xb][:, None] - times_s[xd][None, :]) <= lim_bd
+            x, y, z = np.nonzero(ab[:, :, None] & ad[:, None, :] & bd[None, :, :])
+            if len(x):
+                out.append(np.stack([xa[x], xb[y], xd[z]], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
 
 
@@ -191,7 +205,13 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
 
 
 def select(values, member_sets):
-    """Indices of the disjoint member sets with the largest total value (exact, MILP)."""
+    """Indices of the disjoint member sets with the largest total value (exact).
+
+    Sets of positive value that share no trigger, directly or through others,
+    are independent problems: each such group is one integer program
+    (:func:`scipy.optimize.milp`), so a long record costs what its busy
+    stretches cost.
+    """
     values = np.asarray(values, dtype=float)
     keep = np.flatnonzero(values > 0)
     if not len(keep):
@@ -203,11 +223,21 @@ def select(values, member_sets):
             rows.append(index.setdefault(trig, len(index)))
             cols.append(col)
     A = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(index), len(keep)))
-    res = milp(-values[keep], constraints=LinearConstraint(A, 0, 1), integrality=np.ones(len(keep)),
-               bounds=Bounds(0, 1))
-    if res.x is None:
-        raise RuntimeError(f"event selection failed: {res.message}")
-    return [int(keep[j]) for j in np.flatnonzero(res.x > 0.5)]
+    _, group = connected_components(A.T @ A, directed=False)
+    chosen = []
+    for g in np.unique(group):
+        cols_g = np.flatnonzero(group == g)
+        if len(cols_g) == 1:
+            chosen.append(int(keep[cols_g[0]]))
+            continue
+        A_g = A[:, cols_g]
+        A_g = A_g[np.flatnonzero(A_g.getnnz(axis=1))]
+        res = milp(-values[keep[cols_g]], constraints=LinearConstraint(A_g, 0, 1),
+                   integrality=np.ones(len(cols_g)), bounds=Bounds(0, 1))
+        if res.x is None:
+            raise RuntimeError(f"event selection failed: {res.message}")
+        chosen += [int(keep[cols_g[j]]) for j in np.flatnonzero(res.x > 0.5)]
+    return sorted(chosen)
 
 
 def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temperature_c, tolerance_s,
