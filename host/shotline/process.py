@@ -38,7 +38,7 @@ AUDIO_TOLERANCE_S = 0.03
 AUDIO_MAX_ELLIPSE_M = 20.0
 # Offline re-selection: a streaming event's head start (log-likelihood ratio)
 # over the offline candidates (chosen on Pittsburgh FP1-FP3; see docs/process.md).
-STREAM_EVENT_BONUS = 8.0
+STREAM_EVENT_BONUS = 6.0
 
 
 class ManifestError(ValueError):

@@ -44,13 +44,13 @@ from shotline.locate import locate, minimal_solutions
 
 # Evidence (direct sound vs reverberation): a logistic model of three detector
 # features, fitted on ShotSpotter's per-shot pulse selection of Pittsburgh 2018
-# FP1-FP3 against our other triggers (3,672 triggers, AUC 0.95): ln(STA/LTA);
+# FP1-FP3 against our other triggers (3,672 triggers, AUC 0.96): ln(STA/LTA);
 # level above the loudest trigger on the sensor in the ECHO_WINDOW_S before
 # (clipped to +-20 dB; +20 without one); level below the sensor's loudest
 # trigger of the record (clipped to -30..0 dB).
-ECHO_WINDOW_S = 0.5
-DIRECT_COEF = (0.7506, 0.1569, 0.2209)
-DIRECT_INTERCEPT = -3.3706
+ECHO_WINDOW_S = 0.3
+DIRECT_COEF = (0.9516, 0.1819, 0.2308)
+DIRECT_INTERCEPT = -4.3236
 DIRECT_PRIOR = 0.15       # share of direct arrivals among triggers there
 LLR_CLIP = (-3.0, 5.0)    # per-member evidence bounds (natural log)
 TIMING_SIGMA_S = 0.008    # spread of a direct arrival about the straight-line model
