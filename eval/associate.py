@@ -5,7 +5,9 @@
     vs rounds fired, agreement with ShotSpotter's nlos-tuples selection,
     location error vs the survey per firing position.
 (b) Pittsburgh 2018 from audio alone (``shotline process``, only the sensors
-    with recordings): share of fired shots located within 15 m and 25 m.
+    with recordings): share of fired shots located within 15 m and 25 m,
+    with the streaming associator alone and with the offline re-selection
+    (the default; docs/process.md).
 (c) Synthetic surge (1,500 sensors, 100 km^2, 50 impulses/s, echoes, misses):
     recall and false events.
 
