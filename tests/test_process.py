@@ -174,6 +174,15 @@ def test_direct_sound_evidence_ranks_onsets_above_their_echoes():
     assert w[direct].min() > 2 * w[~direct].max()
 
 
+def test_direct_sound_evidence_without_levels_is_neutral_not_nan():
+    from shotline.process_select import weights
+
+    times = np.array([0.0, 0.05, 0.1, 0.0])
+    which = np.array([0, 0, 0, 1])
+    w = weights(times, which, np.array([np.nan, -10.0, np.nan, np.nan]), np.array([40.0, 3.0, np.nan, 40.0]))
+    assert np.all(np.isfinite(w)) and w[0] > w[1] and w[3] > w[2]
+
+
 def test_select_takes_the_best_disjoint_sets_not_the_best_single_one():
     from shotline.process_select import select
 

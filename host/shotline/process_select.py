@@ -63,24 +63,28 @@ def weights(times_s, sensor_idx, levels_db, sta_lta):
     """Direct-sound evidence per trigger (probability 0..1); arrays in any order.
 
     ``levels_db`` any consistent dB scale per sensor (e.g. peak dBFS);
-    ``sta_lta`` the detector's peak STA/LTA (linear).
+    ``sta_lta`` the detector's peak STA/LTA (linear); NaN where unknown.
     """
     times_s = np.asarray(times_s, dtype=float)
     sensor_idx = np.asarray(sensor_idx)
     levels = np.asarray(levels_db, dtype=float)
+    known = np.where(np.isfinite(levels), levels, -np.inf)          # for the maxima
     above_prev = np.full(len(times_s), 20.0)
     below_max = np.zeros(len(times_s))
     for s in np.unique(sensor_idx):
         idx = np.flatnonzero(sensor_idx == s)
         idx = idx[np.argsort(times_s[idx], kind="stable")]
-        below_max[idx] = levels[idx] - levels[idx].max()
+        below_max[idx] = levels[idx] - known[idx].max()
         for n, i in enumerate(idx):
             before = idx[:n]
             recent = before[times_s[before] >= times_s[i] - ECHO_WINDOW_S]
             if len(recent):
-                above_prev[i] = levels[i] - levels[recent].max()
-    x = (np.log(np.maximum(np.asarray(sta_lta, dtype=float), 1.0)), np.clip(above_prev, -20.0, 20.0),
-         np.clip(below_max, -30.0, 0.0))
+                above_prev[i] = levels[i] - known[recent].max()
+    # An unknown level or STA/LTA (NaN) counts as neutral: no louder trigger, the loudest, no onset.
+    with np.errstate(invalid="ignore"):
+        x = (np.log(np.maximum(np.nan_to_num(np.asarray(sta_lta, dtype=float), nan=1.0), 1.0)),
+             np.clip(np.nan_to_num(above_prev, nan=0.0), -20.0, 20.0),
+             np.clip(np.nan_to_num(below_max, nan=0.0), -30.0, 0.0))
     z = DIRECT_INTERCEPT + sum(c * v for c, v in zip(DIRECT_COEF, x))
     return 1.0 / (1.0 + np.exp(-z))
 
