@@ -47,9 +47,8 @@ from shotline.locate import locate, minimal_solutions
 # FP1-FP3 against our other triggers (3,672 triggers, AUC 0.96): ln(STA/LTA);
 # level above the loudest trigger on the sensor in the ECHO_WINDOW_S before
 # (clipped to +-20 dB; +20 without one); level below the sensor's loudest
-# trigger within LOUDEST_WINDOW_S (clipped to -30..0 dB).
+# trigger of the record (clipped to -30..0 dB).
 ECHO_WINDOW_S = 0.3
-LOUDEST_WINDOW_S = 5.0
 DIRECT_COEF = (0.9516, 0.1819, 0.2308)
 DIRECT_INTERCEPT = -4.3236
 DIRECT_PRIOR = 0.15       # share of direct arrivals among triggers there
@@ -75,14 +74,12 @@ def weights(times_s, sensor_idx, levels_db, sta_lta):
     for s in np.unique(sensor_idx):
         idx = np.flatnonzero(sensor_idx == s)
         idx = idx[np.argsort(times_s[idx], kind="stable")]
-        ts = times_s[idx]
-        lo = np.searchsorted(ts, ts - LOUDEST_WINDOW_S)
-        hi = np.searchsorted(ts, ts + LOUDEST_WINDOW_S, side="right")
-        first = np.searchsorted(ts, ts - ECHO_WINDOW_S)
+        below_max[idx] = levels[idx] - known[idx].max()
         for n, i in enumerate(idx):
-            below_max[i] = levels[i] - known[idx[lo[n]:hi[n]]].max()
-            if first[n] < n:
-                above_prev[i] = levels[i] - known[idx[first[n]:n]].max()
+            before = idx[:n]
+            recent = before[times_s[before] >= times_s[i] - ECHO_WINDOW_S]
+            if len(recent):
+                above_prev[i] = levels[i] - known[recent].max()
     # An unknown level or STA/LTA (NaN) counts as neutral: no louder trigger, the loudest, no onset.
     with np.errstate(invalid="ignore"):
         x = (np.log(np.maximum(np.nan_to_num(np.asarray(sta_lta, dtype=float), nan=1.0), 1.0)),
