@@ -234,6 +234,25 @@ def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_test
         assert len(records[-1]["unexplained"]) == len(result.unexplained)
 
 
+def test_offline_association_in_a_larger_network_takes_full_sets():
+    """Above MAX_SUBSET_SENSORS sensors each source keeps its full set (no subsets)."""
+    from shotline.process_select import MAX_SUBSET_SENSORS, associate_offline
+
+    n = MAX_SUBSET_SENSORS + 2
+    angles = np.arange(n) * 2 * np.pi / n
+    sensors = np.stack([400 * np.cos(angles), 400 * np.sin(angles), np.zeros(n)], axis=1)
+    source = np.array([30.0, 70.0, 0.0])
+    direct = T0 + np.linalg.norm(sensors - source, axis=1) / C
+    times = np.concatenate([direct, direct + 0.06])          # an echo on every sensor
+    which = np.concatenate([np.arange(n), np.arange(n)])
+    w = np.concatenate([np.full(n, 0.9), np.full(n, 0.05)])
+    found = associate_offline(times, which, sensors, w, c_m_s=C, temperature_c=5.0, tolerance_s=0.03,
+                              min_sensors=4, source_up_m=0.0, max_range_m=1500.0)
+    assert len(found) == 1
+    fix, members = found[0]
+    assert sorted(members) == list(range(n)) and np.linalg.norm(fix.position_m[:2] - source[:2]) < 0.5
+
+
 def test_offline_association_over_a_long_noisy_record():
     """Ten minutes of street triggers (30 a minute per sensor) around five shots: the work stays local."""
     from shotline.process_select import associate_offline, weights

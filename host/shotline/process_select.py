@@ -187,14 +187,16 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
     tri_sensors = sensor_idx[triples[np.nonzero(valid)[0]]]
     for col in range(3):
         in_triple[np.arange(len(P)), tri_sensors[:, col]] = True
-    masks = [np.array([(m >> b) & 1 for b in range(n_sensors)], dtype=bool)
-             for m in range(2 ** n_sensors)] if n_sensors <= MAX_SUBSET_SENSORS else [np.ones(n_sensors, bool)]
+    subsets = n_sensors <= MAX_SUBSET_SENSORS      # else only each source's full set
+    masks = ([np.array([(m >> b) & 1 for b in range(n_sensors)], dtype=bool) for m in range(2 ** n_sensors)]
+             if subsets else [np.ones(n_sensors, dtype=bool)])
     all_rows, all_values = [], []
     for mask in masks:
         if mask.sum() < min_sensors:
             continue
-        ok = np.all(~in_triple | mask, axis=1) & np.all((members >= 0) | ~mask, axis=1)
-        if n_sensors > MAX_SUBSET_SENSORS:
+        if subsets:
+            ok = np.all(~in_triple | mask, axis=1) & np.all((members >= 0) | ~mask, axis=1)
+        else:
             ok = (members >= 0).sum(axis=1) >= min_sensors
         if not ok.any():
             continue
