@@ -220,6 +220,7 @@ def test_process_recovers_a_shot_the_streaming_associator_missed(pittsburgh_test
     before = process(manifest, reselect=False, max_range_m=1500.0)
     after = process(manifest, max_range_m=1500.0)
     assert after.stats["recovered"] >= 1
+    assert all(e.n_sensors >= 5 for e in process(manifest, min_sensors=5, max_range_m=1500.0).events)
     assert near(after) == near(before) + 1
     recovered = {id(t) for e in after.events for t in e.triggers}
     assert not recovered & {id(t) for t in after.unexplained}

@@ -155,6 +155,7 @@ def process(manifest, *, detector_params=None, reselect=True, **options):
     and ``dropped`` (streaming) events.
     """
     triggers = detect_triggers(manifest, **(detector_params or {}))
+    offline_min_sensors = options.get("min_sensors", 4)     # the caller's, else 4 (see reselect_events)
     options.setdefault("temperature_c", manifest.temperature_c)
     options.setdefault("sensors", {r.sensor: r.position_m for r in manifest.recordings})
     options.setdefault("min_sensors", max(4, min(5, len(manifest.recordings))))
@@ -163,7 +164,7 @@ def process(manifest, *, detector_params=None, reselect=True, **options):
     result = associate(triggers, **options)
     if not reselect:
         return result
-    events = reselect_events(triggers, result.events, options)
+    events = reselect_events(triggers, result.events, options, min_sensors=offline_min_sensors)
     kept = {id(e) for e in result.events} & {id(e) for e in events}
     used = {id(t) for e in events for t in e.triggers}
     stats = dict(result.stats, events=len(events), recovered=len(events) - len(kept),
@@ -173,14 +174,16 @@ def process(manifest, *, detector_params=None, reselect=True, **options):
     return Association(events, unexplained, stats)
 
 
-def reselect_events(triggers, stream_events, options):
+def reselect_events(triggers, stream_events, options, min_sensors=4):
     """The best disjoint events among the streaming ones and every offline candidate.
 
     ``triggers``: every trigger (their history gives the direct-sound
     evidence, :func:`shotline.process_select.weights`); ``stream_events``:
     the streaming associator's events over them, which compete with the
     candidates of :func:`shotline.process_select.associate_offline` (at
-    least four sensors each) with a head start of ``STREAM_EVENT_BONUS``;
+    least ``min_sensors`` each: four, where the streaming stage by default
+    asks five, as the evidence per trigger and the global choice keep out
+    the chance fits) with a head start of ``STREAM_EVENT_BONUS``;
     ``options``: the association options (``sensors``, ``temperature_c``,
     ``tolerance_s``, ``max_range_m``, ``source_up_m``, ``max_ellipse_m``).
     Streaming events kept are returned as they are; new ones are numbered
@@ -206,7 +209,7 @@ def reselect_events(triggers, stream_events, options):
         source_up_m = float(np.median(sensors_m[:, 2]))
     found = associate_offline(times, which, sensors_m, weights(times, which, levels, sta_lta),
                               c_m_s=speed_of_sound_m_s(temperature_c), temperature_c=temperature_c,
-                              tolerance_s=options.get("tolerance_s", AUDIO_TOLERANCE_S), min_sensors=4,
+                              tolerance_s=options.get("tolerance_s", AUDIO_TOLERANCE_S), min_sensors=min_sensors,
                               source_up_m=source_up_m, max_range_m=options.get("max_range_m", 1000.0),
                               max_ellipse_m=options.get("max_ellipse_m"), given=given,
                               given_bonus=STREAM_EVENT_BONUS)
