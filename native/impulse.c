@@ -41,11 +41,6 @@ static int32_t sat_y(int32_t v)
     return v;
 }
 
-static int32_t ring_at(const impulse_state_t *st, int64_t i)
-{
-    return st->ring[(size_t)(i & IMPULSE_RING_MASK)];
-}
-
 /* log2(v) in Q10, v >= 1 (0 for v = 0); 32-bit only. */
 static int32_t log2_q10(uint32_t v)
 {
@@ -87,9 +82,12 @@ static uint32_t udiv32(uint32_t num, uint32_t den)
     return q;
 }
 
-/* Band crossover low-passes (Q4 states, coefficients used as Q10 so every
-   product fits 32 bits); accumulate band energies (sums of squares of the
-   band signals in LSB^2) if asked. */
+/* Ring sample at offset k from the ring position base (wraps; any int32 k). */
+#define RING_AT(st, base, k) ((st)->ring[((base) + (uint32_t)(k)) & IMPULSE_RING_MASK])
+
+/* Measure-window samples whose band filters and peak run in one batch (<= ring). */
+#define FLUSH_LOG2 8
+
 /* v * v for |v| <= 65535: exact in uint32 (wrap-around squares to the same value). */
 static uint32_t square_u32(int32_t v)
 {
@@ -97,23 +95,103 @@ static uint32_t square_u32(int32_t v)
     return u * u;
 }
 
-static void band_step(impulse_state_t *st, int32_t y, int accumulate)
+/* Add a square to a band energy kept as 32-bit words (low, carries into the high word). */
+#define ACCUMULATE(lo, sq, carries)           \
+    do {                                      \
+        const uint32_t sq_ = (sq);            \
+        (lo) += sq_;                          \
+        if ((lo) < sq_) {                     \
+            (carries)++;                      \
+        }                                     \
+    } while (0)
+
+/*
+ * Band crossover low-passes (Q4 states, coefficients used as Q10 so every
+ * product fits 32 bits) over len contiguous ring samples from p; with
+ * accumulate, add the band energies (sums of squares of the band signals in
+ * LSB^2).  One-pole low-passes of |y| <= 32767 stay within +-32767 (Q0), so
+ * the band signals stay within +-65534 and each square fits 32 bits.
+ */
+static void band_seg(impulse_state_t *st, const int16_t *p, int32_t len, int accumulate)
 {
-    const int32_t v = y * 16;
-    int32_t b0, b1, b2;
-    st->lp[0] += ((v - st->lp[0]) * (st->cfg.band_lp1_q14 >> 4)) >> 10;
-    st->lp[1] += ((v - st->lp[1]) * (st->cfg.band_lp2_q14 >> 4)) >> 10;
-    st->lp[2] += ((v - st->lp[2]) * (st->cfg.band_lp3_q14 >> 4)) >> 10;
+    const int32_t k0 = st->cfg.band_lp1_q14 >> 4, k1 = st->cfg.band_lp2_q14 >> 4,
+                  k2 = st->cfg.band_lp3_q14 >> 4;
+    const int16_t *const end = p + len;
+    uint64_t *const energy = st->cur.band_energy;
+    int32_t l0 = st->lp[0], l1 = st->lp[1], l2 = st->lp[2];
+    uint32_t e0 = (uint32_t)energy[0], e1 = (uint32_t)energy[1], e2 = (uint32_t)energy[2];
+    uint32_t c0 = 0, c1 = 0, c2 = 0;
     if (accumulate) {
-        /* one-pole low-passes of |y| <= 32767 stay within +-32767 (Q0), so the
-           band signals stay within +-65534 */
-        b0 = st->lp[0] >> 4;
-        b1 = (st->lp[1] - st->lp[0]) >> 4;
-        b2 = (st->lp[2] - st->lp[1]) >> 4;
-        st->cur.band_energy[0] += square_u32(b0);
-        st->cur.band_energy[1] += square_u32(b1);
-        st->cur.band_energy[2] += square_u32(b2);
+        for (; p < end; p++) {
+            const int32_t v = *p * 16;
+            l0 += ((v - l0) * k0) >> 10;
+            l1 += ((v - l1) * k1) >> 10;
+            l2 += ((v - l2) * k2) >> 10;
+            ACCUMULATE(e0, square_u32(l0 >> 4), c0);
+            ACCUMULATE(e1, square_u32((l1 - l0) >> 4), c1);
+            ACCUMULATE(e2, square_u32((l2 - l1) >> 4), c2);
+        }
+        energy[0] = ((energy[0] >> 32) + c0) << 32 | e0;
+        energy[1] = ((energy[1] >> 32) + c1) << 32 | e1;
+        energy[2] = ((energy[2] >> 32) + c2) << 32 | e2;
+    } else {
+        for (; p < end; p++) {
+            const int32_t v = *p * 16;
+            l0 += ((v - l0) * k0) >> 10;
+            l1 += ((v - l1) * k1) >> 10;
+            l2 += ((v - l2) * k2) >> 10;
+        }
     }
+    st->lp[0] = l0;
+    st->lp[1] = l1;
+    st->lp[2] = l2;
+}
+
+/* band_seg over the ring samples at offsets [0, len) from ring position base. */
+static void band_run(impulse_state_t *st, uint32_t base, int32_t len, int accumulate)
+{
+    const int32_t at = (int32_t)(base & IMPULSE_RING_MASK);
+    const int32_t first = len < IMPULSE_RING_N - at ? len : IMPULSE_RING_N - at;
+    if (len <= 0) {
+        return;
+    }
+    band_seg(st, st->ring + at, first, accumulate);
+    band_seg(st, st->ring, len - first, accumulate);
+}
+
+/* Peak |y| (first maximum) over the ring samples at offsets [0, len) from
+   sample index i0, continuing the current trigger's peak. */
+static void peak_run(impulse_state_t *st, int64_t i0, int32_t len)
+{
+    impulse_trigger_t *t = &st->cur;
+    const uint32_t base = (uint32_t)i0;
+    int32_t peak = t->peak_abs, kp = -1, k;
+    for (k = 0; k < len; k++) {
+        int32_t ay = RING_AT(st, base, k);
+        ay = ay < 0 ? -ay : ay;
+        if (ay > peak) {
+            peak = ay;
+            kp = k;
+        }
+    }
+    if (kp >= 0) {
+        t->peak_abs = peak;
+        t->peak_sample = i0 + kp;
+    }
+}
+
+/* Band energies and peak of the measure-window samples not yet batched, up to
+   sample n: those since the last multiple of 2^FLUSH_LOG2 measured samples. */
+static void flush_measure(impulse_state_t *st, int64_t n)
+{
+    const int32_t done = st->cfg.measure_n - st->cfg.post_n - st->countdown;
+    int32_t len;
+    if (done <= 0) {
+        return;
+    }
+    len = ((done - 1) & ((1 << FLUSH_LOG2) - 1)) + 1;
+    band_run(st, (uint32_t)(n + 1 - len), len, 1);
+    peak_run(st, n + 1 - len, len);
 }
 
 /*
@@ -123,17 +201,17 @@ static void band_step(impulse_state_t *st, int32_t y, int accumulate)
  * 2. Around k, the steepest rising step j-1 -> j towards the largest |y|;
  *    the line through it is extended to zero: onset = j-1 - y[j-1] / step,
  *    with a Q16 fraction (at most zc_max_n samples before j-1).
+ * Indices below are int32 offsets from s0 (the window is shorter than the ring).
  */
 COLD static void pick_onset(impulse_state_t *st, int64_t e)
 {
     const impulse_config_t *c = &st->cfg;
     impulse_trigger_t *t = &st->cur;
     int64_t s0 = t->trigger_sample - c->lookback_n;
-    int64_t i, k, kbest, lo, hi, mp, j, jbest, pos;
     uint64_t total = 0;
-    uint32_t total32, left = 0;
+    uint32_t total32, left = 0, base, q;
+    int32_t len, k, kbest, lo, hi, mp, j, jbest, pos, trig;
     int32_t best = INT32_MAX, sgn, dbest, a, y, ay, peak, sh = 0;
-    uint32_t q;
 
     if (s0 < st->idle_since) {
         s0 = st->idle_since;
@@ -141,24 +219,28 @@ COLD static void pick_onset(impulse_state_t *st, int64_t e)
     if (s0 < 0) {
         s0 = 0;
     }
-    for (i = s0; i < e; i++) {
-        y = ring_at(st, i);
-        total += (uint64_t)(y * y);
+    base = (uint32_t)s0;
+    len = (int32_t)(e - s0);
+    trig = (int32_t)(t->trigger_sample - s0); /* -1 after a superseded trigger */
+    for (k = 0; k < len; k++) {
+        y = RING_AT(st, base, k);
+        total += (uint32_t)(y * y);
     }
     /* scale the energies so every partial sum fits 32 bits */
     while ((total >> sh) > 0x7FFFFFFFu) {
         sh++;
     }
     total32 = (uint32_t)(total >> sh);
-    kbest = t->trigger_sample;
-    for (k = s0 + 1; k < e; k++) {
-        int32_t nl = (int32_t)(k - s0), nr = (int32_t)(e - k), aic;
-        y = ring_at(st, k - 1);
+    kbest = trig;
+    for (k = 1; k < len; k++) {
+        const int32_t nr = len - k;
+        int32_t aic;
+        y = RING_AT(st, base, k - 1);
         left += (uint32_t)(y * y) >> sh;
         if (left > total32) {
             left = total32;
         }
-        aic = nl * (log2_q10(left + (uint32_t)nl) - log2_q10((uint32_t)nl))
+        aic = k * (log2_q10(left + (uint32_t)k) - log2_q10((uint32_t)k))
             + nr * (log2_q10(total32 - left + (uint32_t)nr) - log2_q10((uint32_t)nr));
         if (aic < best) {
             best = aic;
@@ -166,23 +248,23 @@ COLD static void pick_onset(impulse_state_t *st, int64_t e)
         }
     }
 
-    lo = kbest - 2 > s0 + 1 ? kbest - 2 : s0 + 1;
-    hi = kbest + c->zc_max_n < e - 1 ? kbest + c->zc_max_n : e - 1;
+    lo = kbest - 2 > 1 ? kbest - 2 : 1;
+    hi = kbest + c->zc_max_n < len - 1 ? kbest + c->zc_max_n : len - 1;
     mp = lo;
     peak = -1;
-    for (i = lo; i <= hi; i++) {
-        ay = ring_at(st, i);
+    for (k = lo; k <= hi; k++) {
+        ay = RING_AT(st, base, k);
         ay = ay < 0 ? -ay : ay;
         if (ay > peak) {
             peak = ay;
-            mp = i;
+            mp = k;
         }
     }
-    sgn = ring_at(st, mp) < 0 ? -1 : 1;
+    sgn = RING_AT(st, base, mp) < 0 ? -1 : 1;
     dbest = 0;
     jbest = kbest;
     for (j = lo; j <= mp; j++) {
-        int32_t d = sgn * (ring_at(st, j) - ring_at(st, j - 1));
+        const int32_t d = sgn * (RING_AT(st, base, j) - RING_AT(st, base, j - 1));
         if (d > dbest) {
             dbest = d;
             jbest = j;
@@ -191,40 +273,37 @@ COLD static void pick_onset(impulse_state_t *st, int64_t e)
     if (dbest <= 0) {
         pos = kbest * 65536;
     } else {
-        a = sgn * ring_at(st, jbest - 1);
+        a = sgn * RING_AT(st, base, jbest - 1);
         if (a <= 0) {
             q = udiv32((uint32_t)-a << 16, (uint32_t)dbest);
             if (q > 65535u) {
                 q = 65535u;
             }
-            pos = (jbest - 1) * 65536 + q;
+            pos = (jbest - 1) * 65536 + (int32_t)q;
         } else {
             q = udiv32((uint32_t)a << 16, (uint32_t)dbest);
             if (q > (uint32_t)c->zc_max_n << 16) {
                 q = (uint32_t)c->zc_max_n << 16;
             }
-            pos = (jbest - 1) * 65536 - q;
+            pos = (jbest - 1) * 65536 - (int32_t)q;
         }
     }
-    if (pos < s0 * 65536) {
-        pos = s0 * 65536;
+    if (pos < 0) {
+        pos = 0;
     }
-    t->onset_sample = pos >> 16;
-    t->onset_frac_q16 = (int32_t)(pos & 0xFFFF);
+    t->onset_sample = s0 + (pos >> 16);
+    t->onset_frac_q16 = pos & 0xFFFF;
 
     /* peak |y| from the onset on, and band filters primed over the window */
     t->peak_abs = 0;
     t->peak_sample = t->onset_sample;
+    peak_run(st, t->onset_sample, len - (pos >> 16));
     st->lp[0] = st->lp[1] = st->lp[2] = 0;
-    for (i = s0; i < e; i++) {
-        y = ring_at(st, i);
-        ay = y < 0 ? -y : y;
-        if (i >= t->onset_sample && ay > t->peak_abs) {
-            t->peak_abs = ay;
-            t->peak_sample = i;
-        }
-        band_step(st, y, i >= t->trigger_sample);
+    if (trig < 0) {
+        trig = 0;
     }
+    band_run(st, base, trig, 0);
+    band_run(st, base + (uint32_t)trig, len - trig, 1);
 }
 
 size_t impulse_state_size(void) { return sizeof(impulse_state_t); }
@@ -318,7 +397,7 @@ COLD static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, 
 }
 
 /* One sample while a trigger is being picked or measured (rare: kept out of the fast path). */
-COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t ay, int64_t n,
+COLD static void event_step(impulse_state_t *st, int32_t x, int64_t n,
                        impulse_trigger_t *out, size_t *count, size_t max_out)
 {
     const impulse_config_t *c = &st->cfg;
@@ -353,15 +432,12 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t a
             st->countdown = c->measure_n - c->post_n;
         }
     } else {
-        if (ay > t->peak_abs) {
-            t->peak_abs = ay;
-            t->peak_sample = n;
-        }
-        band_step(st, y, 1);
         st->countdown--;
     }
-    /* 5. emit */
+    /* 5. emit (peak and band energies are batched: flushed every
+       2^FLUSH_LOG2 measured samples and when the trigger closes) */
     if (st->phase == PHASE_MEASURE && st->countdown == 0) {
+        flush_measure(st, n);
         finish(st, n, out, count, max_out);
     } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
                && (uint32_t)(st->sta >> 4)
@@ -369,8 +445,12 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int32_t y, int32_t a
         /* a stronger pulse inside the hold-off (the muzzle blast after a weak
            precursor or a bullet's shock wave): close this trigger early and
            start a new one */
+        flush_measure(st, n);
         finish(st, n, out, count, max_out);
         start_trigger(st, n);
+    } else if (st->phase == PHASE_MEASURE
+               && ((c->measure_n - c->post_n - st->countdown) & ((1 << FLUSH_LOG2) - 1)) == 0) {
+        flush_measure(st, n);
     }
 }
 
@@ -454,7 +534,7 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
         if (st->phase != PHASE_IDLE) {
             st->sta = sta;
             st->mask = mask;
-            event_step(st, x, y, ay, n0 + (int64_t)s, out, &count, max_out);
+            event_step(st, x, n0 + (int64_t)s, out, &count, max_out);
             mask = st->mask;
         }
         x1 = x;
