@@ -20,8 +20,10 @@
 /* Keep the rare per-trigger work out of the per-sample loop's registers. */
 #if defined(__GNUC__)
 #define COLD __attribute__((noinline, cold))
+#define INLINE inline __attribute__((always_inline))
 #else
 #define COLD
+#define INLINE inline
 #endif
 
 /* log2(1 + i/16) in Q16, i = 0..16, for linear interpolation (const: flash). */
@@ -396,8 +398,8 @@ COLD static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, 
     st->idle_since = n + 1;
 }
 
-/* One sample while a trigger is being picked or measured (rare: kept out of the fast path). */
-COLD static void event_step(impulse_state_t *st, int32_t x, int64_t n,
+/* Steps 3-5 of one sample while a trigger is being picked or measured. */
+static INLINE void event_step(impulse_state_t *st, int32_t x, int64_t n,
                        impulse_trigger_t *out, size_t *count, size_t max_out)
 {
     const impulse_config_t *c = &st->cfg;
@@ -454,21 +456,76 @@ COLD static void event_step(impulse_state_t *st, int32_t x, int64_t n,
     }
 }
 
+/* Steps 1-2 of one sample: two one-pole high-pass sections into the ring
+   (x1, *h1, *y1: previous input and outputs); returns |y|. */
+static INLINE int32_t highpass(impulse_state_t *st, int32_t x, int32_t x1, int32_t *h1,
+                               int32_t *y1, int32_t pole, uint32_t idx)
+{
+    const int32_t h = sat_y(x - x1 + ((pole * *h1) >> IMPULSE_COEF_SHIFT));
+    const int32_t y = sat_y(h - *h1 + ((pole * *y1) >> IMPULSE_COEF_SHIFT));
+    *h1 = h;
+    *y1 = y;
+    st->ring[idx & IMPULSE_RING_MASK] = (int16_t)y;
+    return y < 0 ? -y : y;
+}
+
+/*
+ * The samples [s, n_samples) of this block while a trigger is picked or
+ * measured, until it is emitted (back to idle); sample s has already been
+ * filtered when `filtered` (the trigger sample).  Returns the index of the
+ * next sample for the idle loop.
+ */
+COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t s,
+                             size_t n_samples, int filtered, impulse_trigger_t *out,
+                             size_t *count, size_t max_out)
+{
+    const int32_t pole = st->cfg.hp_pole_q14, sta_shift = st->cfg.sta_shift,
+                  mask_shift = st->cfg.mask_shift;
+    int32_t x1 = st->x1, h1 = st->h1, y1 = st->y1;
+    int64_t n = st->n + (int64_t)s;
+    while (s < n_samples) {
+        const int32_t x = samples[s];
+        if (!filtered) {
+            const int32_t env = highpass(st, x, x1, &h1, &y1, pole, (uint32_t)n)
+                                << IMPULSE_ENV_SHIFT;
+            st->sta += (env - st->sta) >> sta_shift;
+            if (st->mask != 0) {
+                st->mask -= st->mask >> mask_shift;
+            }
+        }
+        filtered = 0;
+        event_step(st, x, n, out, count, max_out);
+        x1 = x;
+        s++;
+        n++;
+        if (st->phase == PHASE_IDLE) {
+            break;
+        }
+    }
+    st->x1 = x1;
+    st->h1 = h1;
+    st->y1 = y1;
+    return s;
+}
+
 size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_samples,
                        impulse_trigger_t *out, size_t max_out)
 {
     const impulse_config_t *c;
-    size_t count = 0, s;
+    size_t count = 0, s = 0;
     int32_t pole, sta_shift, mask_shift, floor_q16, ratio_q8, peak_q4;
-    int32_t x1, h1, y1, sta, lta, mask, live_n, lta_k;
+    int32_t x1, h1, y1, sta, lta, mask, live_n, lta_k, armed;
     int64_t n0;
-    uint32_t idx;
     if (st == NULL || (samples == NULL && n_samples > 0) || (out == NULL && max_out > 0)) {
         return 0;
     }
-    /* The per-sample state lives in locals (registers) and is written back
-       around the rare event steps: the compiler cannot do this itself because
-       out[] might alias the state. */
+    n0 = st->n;
+    if (st->phase != PHASE_IDLE && n_samples > 0) {
+        s = event_run(st, samples, 0, n_samples, 0, out, &count, max_out);
+    }
+    /* The idle loop keeps the per-sample state in locals (registers) and
+       writes it back around a trigger: the compiler cannot do this itself
+       because out[] might alias the state. */
     c = &st->cfg;
     pole = c->hp_pole_q14;
     sta_shift = c->sta_shift;
@@ -484,67 +541,64 @@ size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_sam
     mask = st->mask;
     live_n = st->live_n;
     lta_k = st->lta_k;
-    n0 = st->n;
-    idx = (uint32_t)n0;
-    for (s = 0; s < n_samples; s++, idx++) {
+    armed = st->armed;
+    for (; s < n_samples; s++) {
         const int32_t x = samples[s];
-        int32_t h, y, ay, env;
+        int32_t env, ref;
 
-        /* 1. two one-pole high-pass sections */
-        h = sat_y(x - x1 + ((pole * h1) >> IMPULSE_COEF_SHIFT));
-        y = sat_y(h - h1 + ((pole * y1) >> IMPULSE_COEF_SHIFT));
-        h1 = h;
-        y1 = y;
-        st->ring[idx & IMPULSE_RING_MASK] = (int16_t)y;
-
-        /* 2. envelopes */
-        ay = y < 0 ? -y : y;
-        env = ay << IMPULSE_ENV_SHIFT;
+        /* 1-2. high-pass, envelopes */
+        env = highpass(st, x, x1, &h1, &y1, pole, (uint32_t)n0 + (uint32_t)s)
+              << IMPULSE_ENV_SHIFT;
         sta += (env - sta) >> sta_shift;
         if (mask != 0) {
             mask -= mask >> mask_shift;
         }
-        if (st->phase == PHASE_IDLE) {
-            int32_t ref;
-            if (x != x1) {
-                /* constant input (digital silence, a stuck ADC) teaches the LTA nothing */
-                if (live_n < INT32_MAX) {
-                    live_n++;
-                }
-                lta += (env - lta) >> lta_k;
-                if (lta_k < c->lta_shift && live_n >= (int32_t)1 << (lta_k + 1)) {
-                    lta_k++;
-                }
+        if (x != x1) {
+            /* constant input (digital silence, a stuck ADC) teaches the LTA nothing */
+            if (live_n < INT32_MAX) {
+                live_n++;
             }
-            /* 3. trigger; 32-bit compares (ratio_q8, peak_ratio_q4 < 4096): Q12 and Q8 */
-            ref = lta > mask ? lta : mask;
-            if (sta > floor_q16 && sta > ref
-                && ((uint32_t)(sta >> 4) > (uint32_t)(ref >> 12) * (uint32_t)ratio_q8
-                    || (uint32_t)(env >> 8) > (uint32_t)(ref >> 12) * (uint32_t)peak_q4)) {
-                if (st->armed && live_n >= c->warmup_n
-                    && n0 + (int64_t)s - st->last_trigger >= c->holdoff_n) {
-                    st->sta = sta;
-                    st->lta = lta;
-                    start_trigger(st, n0 + (int64_t)s);
-                }
-            } else {
-                st->armed = 1;
+            lta += (env - lta) >> lta_k;
+            if (lta_k < c->lta_shift && live_n >= (int32_t)1 << (lta_k + 1)) {
+                lta_k++;
             }
-        }
-        if (st->phase != PHASE_IDLE) {
-            st->sta = sta;
-            st->mask = mask;
-            event_step(st, x, n0 + (int64_t)s, out, &count, max_out);
-            mask = st->mask;
         }
         x1 = x;
+        /* 3. trigger; 32-bit compares (ratio_q8, peak_ratio_q4 < 4096): Q12 and Q8 */
+        ref = lta > mask ? lta : mask;
+        if (sta > floor_q16 && sta > ref
+            && ((uint32_t)(sta >> 4) > (uint32_t)(ref >> 12) * (uint32_t)ratio_q8
+                || (uint32_t)(env >> 8) > (uint32_t)(ref >> 12) * (uint32_t)peak_q4)) {
+            if (armed && live_n >= c->warmup_n
+                && n0 + (int64_t)s - st->last_trigger >= c->holdoff_n) {
+                st->x1 = x1;
+                st->h1 = h1;
+                st->y1 = y1;
+                st->sta = sta;
+                st->lta = lta;
+                st->mask = mask;
+                start_trigger(st, n0 + (int64_t)s);
+                s = event_run(st, samples, s, n_samples, 1, out, &count, max_out) - 1;
+                x1 = st->x1;
+                h1 = st->h1;
+                y1 = st->y1;
+                sta = st->sta;
+                mask = st->mask;
+                armed = st->armed;
+            }
+        } else {
+            armed = 1;
+        }
     }
-    st->x1 = x1;
-    st->h1 = h1;
-    st->y1 = y1;
-    st->sta = sta;
-    st->lta = lta;
-    st->mask = mask;
+    if (st->phase == PHASE_IDLE) {
+        st->x1 = x1;
+        st->h1 = h1;
+        st->y1 = y1;
+        st->sta = sta;
+        st->lta = lta;
+        st->mask = mask;
+        st->armed = armed;
+    }
     st->live_n = live_n;
     st->lta_k = lta_k;
     st->n = n0 + (int64_t)n_samples;
