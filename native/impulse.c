@@ -32,13 +32,11 @@ static const uint32_t LOG2_TABLE_Q16[17] = {
     42196, 45904, 49472, 52911, 56229, 59434, 62534, 65536,
 };
 
-static int32_t sat_y(int32_t v)
+/* v limited to +-Y_MAX (one unsigned compare on the common path). */
+static INLINE int32_t sat_y(int32_t v)
 {
-    if (v > Y_MAX) {
-        return Y_MAX;
-    }
-    if (v < -Y_MAX) {
-        return -Y_MAX;
+    if ((uint32_t)(v + Y_MAX) > 2u * Y_MAX) {
+        return v < 0 ? -Y_MAX : Y_MAX;
     }
     return v;
 }
@@ -398,64 +396,6 @@ COLD static void finish(impulse_state_t *st, int64_t n, impulse_trigger_t *out, 
     st->idle_since = n + 1;
 }
 
-/* Steps 3-5 of one sample while a trigger is being picked or measured. */
-static INLINE void event_step(impulse_state_t *st, int32_t x, int64_t n,
-                       impulse_trigger_t *out, size_t *count, size_t max_out)
-{
-    const impulse_config_t *c = &st->cfg;
-    impulse_trigger_t *t = &st->cur;
-    const int32_t off = (int32_t)(n - t->trigger_sample);
-    if (st->sta > st->mask) {
-        st->mask = st->sta;
-    }
-    if (x >= Y_MAX || x <= -Y_MAX) {
-        t->clipped = 1;
-    }
-    if (st->sta > t->sta_peak_q16) {
-        t->sta_peak_q16 = st->sta;
-        st->sta_peak_off = off;
-        st->width_end_off = NEVER;
-        st->decay_end_off = NEVER;
-    } else {
-        const int32_t unit = t->sta_peak_q16 >> 8;
-        if (st->width_end_off == NEVER && st->sta < unit * c->width_q8) {
-            st->width_end_off = off;
-        }
-        if (st->decay_end_off == NEVER && st->sta < unit * c->decay_q8) {
-            st->decay_end_off = off;
-        }
-    }
-    if (st->phase == PHASE_PICK) {
-        if (--st->countdown == 0) {
-            /* 4. onset pick; primes the band filters up to this sample */
-            pick_onset(st, n + 1);
-            st->event_ref = t->sta_peak_q16;
-            st->phase = PHASE_MEASURE;
-            st->countdown = c->measure_n - c->post_n;
-        }
-    } else {
-        st->countdown--;
-    }
-    /* 5. emit (peak and band energies are batched: flushed every
-       2^FLUSH_LOG2 measured samples and when the trigger closes) */
-    if (st->phase == PHASE_MEASURE && st->countdown == 0) {
-        flush_measure(st, n);
-        finish(st, n, out, count, max_out);
-    } else if (st->phase == PHASE_MEASURE && st->sta > st->event_ref
-               && (uint32_t)(st->sta >> 4)
-                      > (uint32_t)(st->event_ref >> 12) * (uint32_t)c->supersede_q8) {
-        /* a stronger pulse inside the hold-off (the muzzle blast after a weak
-           precursor or a bullet's shock wave): close this trigger early and
-           start a new one */
-        flush_measure(st, n);
-        finish(st, n, out, count, max_out);
-        start_trigger(st, n);
-    } else if (st->phase == PHASE_MEASURE
-               && ((c->measure_n - c->post_n - st->countdown) & ((1 << FLUSH_LOG2) - 1)) == 0) {
-        flush_measure(st, n);
-    }
-}
-
 /* Steps 1-2 of one sample: two one-pole high-pass sections into the ring
    (x1, *h1, *y1: previous input and outputs); returns |y|. */
 static INLINE int32_t highpass(impulse_state_t *st, int32_t x, int32_t x1, int32_t *h1,
@@ -469,42 +409,121 @@ static INLINE int32_t highpass(impulse_state_t *st, int32_t x, int32_t x1, int32
     return y < 0 ? -y : y;
 }
 
+/* Level under which the STA ends the width or decay: frac_q8/256 of the STA
+   peak, or 0 (never) once that end was found. */
+static int32_t end_level(int32_t end_off, int32_t sta_peak, int32_t frac_q8)
+{
+    return end_off == NEVER ? (sta_peak >> 8) * frac_q8 : 0;
+}
+
 /*
- * The samples [s, n_samples) of this block while a trigger is picked or
- * measured, until it is emitted (back to idle); sample s has already been
- * filtered when `filtered` (the trigger sample).  Returns the index of the
- * next sample for the idle loop.
+ * Steps 1-5 for the samples [s, n_samples) of this block while a trigger is
+ * picked or measured, until it is emitted (back to idle); sample s has
+ * already been through steps 1-2 when `filtered` (the trigger sample).  The
+ * per-sample fields live in locals, written back around the rare calls.
+ * Returns the index of the next sample for the idle loop.
  */
 COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t s,
                              size_t n_samples, int filtered, impulse_trigger_t *out,
                              size_t *count, size_t max_out)
 {
-    const int32_t pole = st->cfg.hp_pole_q14, sta_shift = st->cfg.sta_shift,
-                  mask_shift = st->cfg.mask_shift;
-    int32_t x1 = st->x1, h1 = st->h1, y1 = st->y1;
-    int64_t n = st->n + (int64_t)s;
+    const impulse_config_t *c = &st->cfg;
+    impulse_trigger_t *t = &st->cur;
+    const int32_t pole = c->hp_pole_q14, sta_shift = c->sta_shift, mask_shift = c->mask_shift;
+    const int32_t measure_left = c->measure_n - c->post_n;
+    int32_t x1 = st->x1, h1 = st->h1, y1 = st->y1, sta = st->sta, mask = st->mask;
+    int32_t phase = st->phase, countdown = st->countdown, peak = t->sta_peak_q16;
+    int32_t off = (int32_t)(st->n + (int64_t)s - t->trigger_sample); /* of sample s */
+    int32_t width_lvl = end_level(st->width_end_off, peak, c->width_q8);
+    int32_t decay_lvl = end_level(st->decay_end_off, peak, c->decay_q8);
+    int32_t ref = st->event_ref;
+    uint32_t supersede_lvl = (uint32_t)(ref >> 12) * (uint32_t)c->supersede_q8;
+    uint32_t idx = (uint32_t)st->n + (uint32_t)s;
     while (s < n_samples) {
         const int32_t x = samples[s];
         if (!filtered) {
-            const int32_t env = highpass(st, x, x1, &h1, &y1, pole, (uint32_t)n)
-                                << IMPULSE_ENV_SHIFT;
-            st->sta += (env - st->sta) >> sta_shift;
-            if (st->mask != 0) {
-                st->mask -= st->mask >> mask_shift;
+            const int32_t env = highpass(st, x, x1, &h1, &y1, pole, idx) << IMPULSE_ENV_SHIFT;
+            sta += (env - sta) >> sta_shift;
+            if (mask != 0) {
+                mask -= mask >> mask_shift;
             }
         }
         filtered = 0;
-        event_step(st, x, n, out, count, max_out);
         x1 = x;
         s++;
-        n++;
-        if (st->phase == PHASE_IDLE) {
-            break;
+        idx++;
+        if (sta > mask) {
+            mask = sta;
         }
+        if ((uint32_t)(x + (Y_MAX - 1)) > 2u * (Y_MAX - 1)) { /* |x| >= Y_MAX */
+            t->clipped = 1;
+        }
+        if (sta > peak) {
+            peak = sta;
+            t->sta_peak_q16 = sta;
+            st->sta_peak_off = off;
+            st->width_end_off = NEVER;
+            st->decay_end_off = NEVER;
+            width_lvl = end_level(NEVER, peak, c->width_q8);
+            decay_lvl = end_level(NEVER, peak, c->decay_q8);
+        } else {
+            if (sta < width_lvl) {
+                st->width_end_off = off;
+                width_lvl = 0;
+            }
+            if (sta < decay_lvl) {
+                st->decay_end_off = off;
+                decay_lvl = 0;
+            }
+        }
+        countdown--;
+        if (phase == PHASE_PICK && countdown == 0) {
+            /* 4. onset pick; primes the band filters up to this sample */
+            pick_onset(st, t->trigger_sample + off + 1);
+            ref = peak;
+            st->event_ref = ref;
+            supersede_lvl = (uint32_t)(ref >> 12) * (uint32_t)c->supersede_q8;
+            phase = PHASE_MEASURE;
+            countdown = measure_left;
+        }
+        /* 5. emit (peak and band energies are batched: flushed every
+           2^FLUSH_LOG2 measured samples and when the trigger closes) */
+        if (phase == PHASE_MEASURE) {
+            const int64_t n = t->trigger_sample + off;
+            st->countdown = countdown;
+            if (countdown == 0) {
+                flush_measure(st, n);
+                finish(st, n, out, count, max_out);
+                phase = PHASE_IDLE;
+                break;
+            }
+            if (sta > ref && (uint32_t)(sta >> 4) > supersede_lvl) {
+                /* a stronger pulse inside the hold-off (the muzzle blast after
+                   a weak precursor or a bullet's shock wave): close this
+                   trigger early and start a new one */
+                flush_measure(st, n);
+                finish(st, n, out, count, max_out);
+                st->sta = sta;
+                start_trigger(st, n);
+                phase = PHASE_PICK;
+                countdown = c->post_n;
+                peak = sta;
+                width_lvl = end_level(NEVER, peak, c->width_q8);
+                decay_lvl = end_level(NEVER, peak, c->decay_q8);
+                off = 0;
+            } else if (((measure_left - countdown) & ((1 << FLUSH_LOG2) - 1)) == 0) {
+                flush_measure(st, n);
+            }
+        }
+        off++;
     }
     st->x1 = x1;
     st->h1 = h1;
     st->y1 = y1;
+    st->sta = sta;
+    st->mask = mask;
+    st->phase = phase;
+    st->countdown = countdown;
     return s;
 }
 
