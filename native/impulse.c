@@ -32,11 +32,13 @@ static const uint32_t LOG2_TABLE_Q16[17] = {
     42196, 45904, 49472, 52911, 56229, 59434, 62534, 65536,
 };
 
-/* v limited to +-Y_MAX (one unsigned compare on the common path). */
 static INLINE int32_t sat_y(int32_t v)
 {
-    if ((uint32_t)(v + Y_MAX) > 2u * Y_MAX) {
-        return v < 0 ? -Y_MAX : Y_MAX;
+    if (v > Y_MAX) {
+        return Y_MAX;
+    }
+    if (v < -Y_MAX) {
+        return -Y_MAX;
     }
     return v;
 }
