@@ -441,18 +441,23 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
     int32_t ref = st->event_ref;
     uint32_t supersede_lvl = (uint32_t)(ref >> 12) * (uint32_t)c->supersede_q8;
     uint32_t idx = (uint32_t)st->n + (uint32_t)s;
-    while (s < n_samples) {
-        const int32_t x = samples[s];
-        if (!filtered) {
-            const int32_t env = highpass(st, x, x1, &h1, &y1, pole, idx) << IMPULSE_ENV_SHIFT;
-            sta += (env - sta) >> sta_shift;
-            if (mask != 0) {
-                mask -= mask >> mask_shift;
-            }
-        }
-        filtered = 0;
+    const int16_t *p = samples + s, *const end = samples + n_samples;
+    /* steps 1-2 for the sample at p (ring index idx) */
+#define EVENT_FILTER()                                                              \
+    do {                                                                            \
+        const int32_t env_ = highpass(st, *p, x1, &h1, &y1, pole, idx)              \
+                             << IMPULSE_ENV_SHIFT;                                  \
+        sta += (env_ - sta) >> sta_shift;                                           \
+        if (mask != 0) {                                                            \
+            mask -= mask >> mask_shift;                                             \
+        }                                                                           \
+    } while (0)
+    if (!filtered) {
+        EVENT_FILTER();
+    }
+    for (;;) {
+        const int32_t x = *p++;
         x1 = x;
-        s++;
         idx++;
         if (sta > mask) {
             mask = sta;
@@ -491,11 +496,10 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
         /* 5. emit (peak and band energies are batched: flushed every
            2^FLUSH_LOG2 measured samples and when the trigger closes) */
         if (phase == PHASE_MEASURE) {
-            const int64_t n = t->trigger_sample + off;
-            st->countdown = countdown;
             if (countdown == 0) {
-                flush_measure(st, n);
-                finish(st, n, out, count, max_out);
+                st->countdown = 0;
+                flush_measure(st, t->trigger_sample + off);
+                finish(st, t->trigger_sample + off, out, count, max_out);
                 phase = PHASE_IDLE;
                 break;
             }
@@ -503,6 +507,8 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
                 /* a stronger pulse inside the hold-off (the muzzle blast after
                    a weak precursor or a bullet's shock wave): close this
                    trigger early and start a new one */
+                const int64_t n = t->trigger_sample + off;
+                st->countdown = countdown;
                 flush_measure(st, n);
                 finish(st, n, out, count, max_out);
                 st->sta = sta;
@@ -514,11 +520,17 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
                 decay_lvl = end_level(NEVER, peak, c->decay_q8);
                 off = 0;
             } else if (((measure_left - countdown) & ((1 << FLUSH_LOG2) - 1)) == 0) {
-                flush_measure(st, n);
+                st->countdown = countdown;
+                flush_measure(st, t->trigger_sample + off);
             }
         }
         off++;
+        if (p == end) {
+            break;
+        }
+        EVENT_FILTER();
     }
+#undef EVENT_FILTER
     st->x1 = x1;
     st->h1 = h1;
     st->y1 = y1;
@@ -526,7 +538,7 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
     st->mask = mask;
     st->phase = phase;
     st->countdown = countdown;
-    return s;
+    return (size_t)(p - samples);
 }
 
 size_t impulse_process(impulse_state_t *st, const int16_t *samples, size_t n_samples,
