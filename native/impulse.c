@@ -43,28 +43,23 @@ static INLINE int32_t sat_y(int32_t v)
     return v;
 }
 
-/* log2(v) in Q10, v >= 1 (0 for v = 0); 32-bit only. */
+/* log2(v) in Q10, v >= 1 (0 for v = 0); 32-bit only, no variable shifts. */
 static int32_t log2_q10(uint32_t v)
 {
-    int32_t e = 0;
-    uint32_t w = v, m, i, f, t;
+    int32_t e = 31;
+    uint32_t u = v, i, f, t;
     if (v == 0) {
         return 0;
     }
-    if (w >> 16) { w >>= 16; e += 16; }
-    if (w >> 8) { w >>= 8; e += 8; }
-    if (w >> 4) { w >>= 4; e += 4; }
-    if (w >> 2) { w >>= 2; e += 2; }
-    if (w >> 1) { e += 1; }
-    /* 20 fractional bits of the mantissa below the leading one */
-    if (e >= 20) {
-        m = v >> (e - 20);
-    } else {
-        m = v << (20 - e);
-    }
-    m -= (uint32_t)1 << 20;
-    i = m >> 16;
-    f = m & 0xFFFFu;
+    /* normalise: leading one to bit 31, e = its position in v */
+    if (!(u >> 16)) { u <<= 16; e -= 16; }
+    if (!(u >> 24)) { u <<= 8; e -= 8; }
+    if (!(u >> 28)) { u <<= 4; e -= 4; }
+    if (!(u >> 30)) { u <<= 2; e -= 2; }
+    if (!(u >> 31)) { u <<= 1; e -= 1; }
+    /* the 20 mantissa bits below the leading one: 4 index, 16 fraction */
+    i = (u >> 27) & 15u;
+    f = (u >> 11) & 0xFFFFu;
     t = LOG2_TABLE_Q16[i] + (((LOG2_TABLE_Q16[i + 1] - LOG2_TABLE_Q16[i]) * f) >> 16);
     return e * (1 << LOG2_Q) + (int32_t)(t >> (16 - LOG2_Q));
 }
