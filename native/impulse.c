@@ -156,24 +156,40 @@ static void band_run(impulse_state_t *st, uint32_t base, int32_t len, int accumu
     band_seg(st, st->ring, len - first, accumulate);
 }
 
+/* Index in [p, end) of the first |y| above *peak (updated), or -1. */
+static int32_t peak_seg(const int16_t *p, const int16_t *end, int32_t *peak)
+{
+    const int16_t *const p0 = p, *at = NULL;
+    int32_t best = *peak;
+    for (; p < end; p++) {
+        const int32_t ay = *p < 0 ? -*p : *p;
+        if (ay > best) {
+            best = ay;
+            at = p;
+        }
+    }
+    *peak = best;
+    return at == NULL ? -1 : (int32_t)(at - p0);
+}
+
 /* Peak |y| (first maximum) over the ring samples at offsets [0, len) from
    sample index i0, continuing the current trigger's peak. */
 static void peak_run(impulse_state_t *st, int64_t i0, int32_t len)
 {
     impulse_trigger_t *t = &st->cur;
-    const uint32_t base = (uint32_t)i0;
-    int32_t peak = t->peak_abs, kp = -1, k;
-    for (k = 0; k < len; k++) {
-        int32_t ay = RING_AT(st, base, k);
-        ay = ay < 0 ? -ay : ay;
-        if (ay > peak) {
-            peak = ay;
-            kp = k;
-        }
+    const int32_t at = (int32_t)((uint32_t)i0 & IMPULSE_RING_MASK);
+    const int32_t first = len < IMPULSE_RING_N - at ? len : IMPULSE_RING_N - at;
+    int32_t k;
+    if (len <= 0) {
+        return;
     }
-    if (kp >= 0) {
-        t->peak_abs = peak;
-        t->peak_sample = i0 + kp;
+    k = peak_seg(st->ring + at, st->ring + at + first, &t->peak_abs);
+    if (k >= 0) {
+        t->peak_sample = i0 + k;
+    }
+    k = peak_seg(st->ring, st->ring + (len - first), &t->peak_abs);
+    if (k >= 0) {
+        t->peak_sample = i0 + first + k;
     }
 }
 
