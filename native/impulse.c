@@ -44,7 +44,7 @@ static INLINE int32_t sat_y(int32_t v)
 }
 
 /* log2(v) in Q10, v >= 1 (0 for v = 0); 32-bit only, no variable shifts. */
-static int32_t log2_q10(uint32_t v)
+static INLINE int32_t log2_q10(uint32_t v)
 {
     int32_t e = 31;
     uint32_t u = v, i, f, t;
