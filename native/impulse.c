@@ -495,7 +495,10 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
             }
         }
         countdown--;
-        if (phase == PHASE_PICK && countdown == 0) {
+        if (phase == PHASE_PICK) {
+            if (countdown != 0) {
+                goto next_sample;
+            }
             /* 4. onset pick; primes the band filters up to this sample */
             pick_onset(st, t->trigger_sample + off + 1);
             ref = peak;
@@ -506,7 +509,7 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
         }
         /* 5. emit (peak and band energies are batched: flushed every
            2^FLUSH_LOG2 measured samples and when the trigger closes) */
-        if (phase == PHASE_MEASURE) {
+        {
             if (countdown == 0) {
                 st->countdown = 0;
                 flush_measure(st, t->trigger_sample + off);
@@ -535,6 +538,7 @@ COLD static size_t event_run(impulse_state_t *st, const int16_t *samples, size_t
                 flush_measure(st, t->trigger_sample + off);
             }
         }
+    next_sample:
         off++;
         if (p == end) {
             break;
