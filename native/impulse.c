@@ -17,7 +17,8 @@
 #define LOG2_Q 10 /* log2 results in Q10 */
 #define NEVER (-1)
 
-/* Keep the rare per-trigger work out of the per-sample loop's registers. */
+/* COLD: keep the rare per-trigger work out of the idle loop's registers;
+   INLINE: small helpers used inside the per-sample loops. */
 #if defined(__GNUC__)
 #define COLD __attribute__((noinline, cold))
 #define INLINE inline __attribute__((always_inline))
