@@ -55,7 +55,16 @@ DIRECT_PRIOR = 0.15       # share of direct arrivals among triggers there
 LLR_CLIP = (-3.0, 5.0)    # per-member evidence bounds (natural log)
 TIMING_SIGMA_S = 0.008    # spread of a direct arrival about the straight-line model
 EVENT_COST = 5.0          # evidence (log-likelihood ratio) an event must exceed
+ALTERNATIVES = True       # also each source with one sensor's second-best trigger
 MAX_SUBSET_SENSORS = 8    # candidate subsets for networks up to this size
+# Shots of a burst come from one place: a candidate within BURST_RADIUS_M
+# (horizontal) and BURST_WINDOW_S of another chosen event gains BURST_BONUS,
+# unless it lies within ECHO_WINDOW_S of an event there (in its reverberation,
+# where chance fits of the echoes lie, or a split of the same shot; so fire faster than
+# 200 rounds/min gets no such help).
+BURST_RADIUS_M = 25.0
+BURST_WINDOW_S = 10.0
+BURST_BONUS = 8.0
 MAX_ROUNDS = 20           # select, locate the chosen, re-value them, select again
 
 
@@ -141,16 +150,18 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
 
     ``times_s`` relative to any reference (s); ``sensor_idx`` index into
     ``sensors_m`` (S, 3) local metres; ``weights_`` per trigger (0..1).
-    Returns ``members`` (U, S) trigger index per sensor (-1: none) and
+    Returns ``members`` (U, S) trigger index per sensor (-1: none),
     ``value`` (U,): the best over the closed-form sources that make the set
-    of sum(weight * (1 - (residual / tolerance)^2)).
+    (members' evidence plus the timing evidence of the redundant arrivals),
+    and ``where`` (U, 4): that source's position (m, the frame of
+    ``sensors_m``) and emission time (s, the reference of ``times_s``).
     """
     times_s = np.asarray(times_s, dtype=float)
     sensor_idx = np.asarray(sensor_idx, dtype=np.int64)
     sensors_m = np.asarray(sensors_m, dtype=float)
     llr = evidence(weights_)
     n_sensors = len(sensors_m)
-    empty = np.zeros((0, n_sensors), dtype=np.int64), np.zeros(0)
+    empty = np.zeros((0, n_sensors), dtype=np.int64), np.zeros(0), np.zeros((0, 4))
     by_sensor = [np.flatnonzero(sensor_idx == s) for s in range(n_sensors)]
     triples = _consistent_triples(times_s, by_sensor, sensors_m, c_m_s, tolerance_s)
     if not len(triples):
@@ -166,6 +177,8 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
     predicted = t0[:, None] + dist / c_m_s
     members = np.full(predicted.shape, -1, dtype=np.int64)
     value = np.zeros(predicted.shape)           # per hypothesis and sensor: the member's evidence
+    second = np.full(predicted.shape, -1, dtype=np.int64)     # the runner-up trigger there, and its evidence
+    value2 = np.zeros(predicted.shape)
     for s, idx in enumerate(by_sensor):
         if not len(idx):
             continue
@@ -175,11 +188,14 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
         near = np.clip(near, 0, len(ts) - 1)
         r = ts[near] - predicted[:, s, None]
         gain = np.where(np.abs(r) <= tolerance_s, llr[order[near]] + timing_evidence(r, tolerance_s), -np.inf)
-        j = np.argmax(gain, axis=1)
-        best = gain[np.arange(len(j)), j]
-        ok = np.isfinite(best) & (dist[:, s] <= max_range_m)
-        members[ok, s] = order[near[ok, j[ok]]]
-        value[ok, s] = best[ok]
+        gain[:, 1:][near[:, 1:] == near[:, :-1]] = -np.inf           # clipped duplicates at the ends
+        ranked = np.argsort(-gain, axis=1, kind="stable")
+        in_range = dist[:, s] <= max_range_m
+        for out_m, out_v, j in ((members, value, ranked[:, 0]), (second, value2, ranked[:, 1])):
+            g = gain[np.arange(len(j)), j]
+            ok = np.isfinite(g) & in_range
+            out_m[ok, s] = order[near[ok, j[ok]]]
+            out_v[ok, s] = g[ok]
     value = np.where(members >= 0, value, 0.0)
     exact = 3 * math.log(2 * tolerance_s / (math.sqrt(2 * math.pi) * TIMING_SIGMA_S))   # 3 fit exactly
     # Every subset that keeps the triple: a member may belong to another event.
@@ -187,10 +203,23 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
     tri_sensors = sensor_idx[triples[np.nonzero(valid)[0]]]
     for col in range(3):
         in_triple[np.arange(len(P)), tri_sensors[:, col]] = True
+    hyp = np.arange(len(P))
+    if ALTERNATIVES:
+        # The best trigger per sensor is a greedy choice: a reverberation trigger
+        # nearer the prediction can hide the direct one; try each runner-up too.
+        m_x, v_x, t_x, h_x = [members], [value], [in_triple], [hyp]
+        for s in range(n_sensors):
+            has = (second[:, s] >= 0) & ~in_triple[:, s]
+            if has.any():
+                m = members[has].copy()
+                v = value[has].copy()
+                m[:, s], v[:, s] = second[has, s], value2[has, s]
+                m_x.append(m), v_x.append(v), t_x.append(in_triple[has]), h_x.append(hyp[has])
+        members, value, in_triple, hyp = (np.concatenate(x) for x in (m_x, v_x, t_x, h_x))
     subsets = n_sensors <= MAX_SUBSET_SENSORS      # else only each source's full set
     masks = ([np.array([(m >> b) & 1 for b in range(n_sensors)], dtype=bool) for m in range(2 ** n_sensors)]
              if subsets else [np.ones(n_sensors, dtype=bool)])
-    all_rows, all_values = [], []
+    all_rows, all_values, all_hyp = [], [], []
     for mask in masks:
         if mask.sum() < min_sensors:
             continue
@@ -202,12 +231,16 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
             continue
         all_rows.append(np.where(mask, members[ok], -1))
         all_values.append((value[ok] * mask).sum(axis=1) - exact)
+        all_hyp.append(hyp[ok])
     if not all_rows:
         return empty
     rows, inverse = np.unique(np.concatenate(all_rows), axis=0, return_inverse=True)
-    best = np.full(len(rows), -np.inf)
-    np.maximum.at(best, inverse.ravel(), np.concatenate(all_values))
-    return rows, best
+    inverse = inverse.ravel()
+    values = np.concatenate(all_values)
+    top = np.lexsort((-values, inverse))                  # per distinct set, its best source first
+    first = top[np.r_[True, inverse[top][1:] != inverse[top][:-1]]]
+    h = np.concatenate(all_hyp)[first]
+    return rows, values[first], np.column_stack([P[h] + offset, t0[h]])
 
 
 def select(values, member_sets):
@@ -246,14 +279,41 @@ def select(values, member_sets):
     return sorted(chosen)
 
 
+def burst_support(where, sets, chosen, strong, bonus):
+    """Per candidate: ``bonus`` where a ``strong`` chosen event sharing no trigger
+    with it lies within ``BURST_RADIUS_M`` (horizontal) and ``BURST_WINDOW_S``,
+    and no other ``chosen`` one there within ``ECHO_WINDOW_S`` of it (a chance
+    fit of its echoes, or the same shot split); else 0.
+
+    ``where`` (U, 4): each candidate's position (m) and emission time (s).
+    """
+    out = np.zeros(len(where))
+    if not bonus:
+        return out
+    shadow = np.zeros(len(where), dtype=bool)
+    strong = set(strong)
+    for j in chosen:
+        after = np.abs(where[:, 3] - where[j, 3])
+        near = (after <= BURST_WINDOW_S) & (np.hypot(*(where[:, :2] - where[j, :2]).T) <= BURST_RADIUS_M)
+        mine = set(sets[j])
+        for k in np.flatnonzero(near):
+            shadow[k] |= k != j and after[k] < ECHO_WINDOW_S
+            if j in strong and k != j and not mine.intersection(sets[k]):
+                out[k] = bonus
+    out[shadow] = 0.0
+    return out
+
+
 def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temperature_c, tolerance_s,
                       min_sensors, source_up_m, max_range_m, max_ellipse_m=None, event_cost=None,
-                      given=(), given_bonus=0.0):
+                      given=(), given_bonus=0.0, burst_bonus=None):
     """The chosen disjoint events, located.
 
     ``given``: events found otherwise (e.g. by the streaming associator), each
     ``(fix, members, residuals_s)`` with members indexing these triggers; they
     compete with the candidates, valued like them plus ``given_bonus``.
+    A candidate near another chosen event in space and time gains
+    ``burst_bonus`` (default ``BURST_BONUS``; :func:`burst_support`).
     Returns a list of ``(fix, members)`` in emission order; ``members`` are
     trigger indices (one per sensor) of the arrivals the fix used.
     """
@@ -262,9 +322,10 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
     sensors_m = np.asarray(sensors_m, dtype=float)
     if not len(times_s):
         return []
-    rows, value = candidate_sets(times_s - times_s.min(), sensor_idx, sensors_m, weights_, c_m_s,
-                                 tolerance_s=tolerance_s, min_sensors=min_sensors, source_up_m=source_up_m,
-                                 max_range_m=max_range_m)
+    rows, value, where = candidate_sets(times_s - times_s.min(), sensor_idx, sensors_m, weights_, c_m_s,
+                                        tolerance_s=tolerance_s, min_sensors=min_sensors, source_up_m=source_up_m,
+                                        max_range_m=max_range_m)
+    where[:, 3] += times_s.min()
     sets = [tuple(int(i) for i in row if i >= 0) for row in rows]
     cost = EVENT_COST if event_cost is None else event_cost
     llr = evidence(weights_)
@@ -280,12 +341,19 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
         located[len(sets)] = (fix, tuple(int(i) for i in members))
         sets.append(tuple(int(i) for i in members))
         extra.append(located_value(members, residuals_s) + given_bonus)
+        where = np.vstack([where, [*fix.position_m, fix.t_emit_s]])
     value = np.concatenate([value, extra])
+    bonus = np.zeros(len(value))
     for _ in range(MAX_ROUNDS):
-        chosen = select(value - cost, sets)
+        chosen = select(value + bonus - cost, sets)
         fresh = [k for k in chosen if k not in located]
         if not fresh:
-            break
+            strong = [k for k in chosen if value[k] > cost]      # events that stand on their own
+            support = burst_support(where, sets, chosen, strong, BURST_BONUS if burst_bonus is None else burst_bonus)
+            if np.array_equal(support, bonus):
+                break
+            bonus = support
+            continue
         for k in fresh:
             idx = np.asarray(sets[k])
             fix = locate(sensors_m[sensor_idx[idx]], times_s[idx], temperature_c=temperature_c,
@@ -299,6 +367,7 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
             used = idx[fix.used]
             located[k] = (fix, tuple(int(i) for i in used))
             sets[k] = tuple(int(i) for i in used)
+            where[k] = [*fix.position_m, fix.t_emit_s]
             value[k] = located_value(used, np.asarray(fix.residuals_s)[fix.used])
     out = [located[k] for k in chosen if located.get(k) is not None]
     out.sort(key=lambda fm: fm[0].t_emit_s)
