@@ -14,7 +14,8 @@ sensors, the choice can be global instead:
    d_ij / c + tolerance``) fixes up to two sources on the ground plane in
    closed form (:func:`shotline.locate.minimal_solutions`, vectorised over
    all triples).  Each source takes, per other sensor, the trigger within
-   ``tolerance_s`` of its predicted arrival with the most evidence; every
+   ``tolerance_s`` of its predicted arrival with the most evidence (and, as
+   variants, each sensor's runner-up); every
    subset of at least ``min_sensors`` that keeps the triple is a candidate
    (a member may belong to another event).  A candidate's value is the sum
    of its members' evidence plus the timing evidence of the redundant
@@ -28,6 +29,12 @@ sensors, the choice can be global instead:
    Exclusivity does what a greedy choice cannot: a chance fit that mixes the
    direct sounds of two shots uses triggers that the two real events need,
    and loses to them.
+4. **Burst support** (:func:`burst_support`): shots of a burst come from one
+   place.  A candidate near a chosen event that stands on its own gains
+   ``BURST_BONUS``, unless a chosen event there lies within the echo window
+   of it; the selection is repeated until the support holds.  The later
+   shots of a burst, whose arrivals sit in the previous shot's
+   reverberation and look no more direct than echoes, win that way.
 
 Events found otherwise (the streaming associator's) can compete as given
 candidates with a head start (``given``, ``given_bonus``).
