@@ -47,7 +47,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from shotline.locate import locate, minimal_solutions
+from shotline.locate import locate, locate_batch, minimal_solutions
 
 # Evidence (direct sound vs reverberation): a logistic model of three detector
 # features, fitted on ShotSpotter's per-shot pulse selection of Pittsburgh 2018
@@ -62,7 +62,6 @@ DIRECT_PRIOR = 0.15       # share of direct arrivals among triggers there
 LLR_CLIP = (-3.0, 5.0)    # per-member evidence bounds (natural log)
 TIMING_SIGMA_S = 0.008    # spread of a direct arrival about the straight-line model
 EVENT_COST = 5.0          # evidence (log-likelihood ratio) an event must exceed
-ALTERNATIVES = True       # also each source with one sensor's second-best trigger
 MAX_SUBSET_SENSORS = 8    # candidate subsets for networks up to this size
 # Shots of a burst come from one place: a candidate within BURST_RADIUS_M
 # (horizontal) and BURST_WINDOW_S of another chosen event gains BURST_BONUS,
@@ -211,18 +210,17 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
     for col in range(3):
         in_triple[np.arange(len(P)), tri_sensors[:, col]] = True
     hyp = np.arange(len(P))
-    if ALTERNATIVES:
-        # The best trigger per sensor is a greedy choice: a reverberation trigger
-        # nearer the prediction can hide the direct one; try each runner-up too.
-        m_x, v_x, t_x, h_x = [members], [value], [in_triple], [hyp]
-        for s in range(n_sensors):
-            has = (second[:, s] >= 0) & ~in_triple[:, s]
-            if has.any():
-                m = members[has].copy()
-                v = value[has].copy()
-                m[:, s], v[:, s] = second[has, s], value2[has, s]
-                m_x.append(m), v_x.append(v), t_x.append(in_triple[has]), h_x.append(hyp[has])
-        members, value, in_triple, hyp = (np.concatenate(x) for x in (m_x, v_x, t_x, h_x))
+    # The best trigger per sensor is a greedy choice: a reverberation trigger
+    # nearer the prediction can hide the direct one; try each runner-up too.
+    m_x, v_x, t_x, h_x = [members], [value], [in_triple], [hyp]
+    for s in range(n_sensors):
+        has = (second[:, s] >= 0) & ~in_triple[:, s]
+        if has.any():
+            m = members[has].copy()
+            v = value[has].copy()
+            m[:, s], v[:, s] = second[has, s], value2[has, s]
+            m_x.append(m), v_x.append(v), t_x.append(in_triple[has]), h_x.append(hyp[has])
+    members, value, in_triple, hyp = (np.concatenate(x) for x in (m_x, v_x, t_x, h_x))
     subsets = n_sensors <= MAX_SUBSET_SENSORS      # else only each source's full set
     masks = ([np.array([(m >> b) & 1 for b in range(n_sensors)], dtype=bool) for m in range(2 ** n_sensors)]
              if subsets else [np.ones(n_sensors, dtype=bool)])
@@ -333,6 +331,12 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
                                         tolerance_s=tolerance_s, min_sensors=min_sensors, source_up_m=source_up_m,
                                         max_range_m=max_range_m)
     where[:, 3] += times_s.min()
+    if len(rows):        # positions for the burst support: a least-squares fit of all members, not a triple
+        T = np.where(rows >= 0, times_s[np.maximum(rows, 0)], np.nan)
+        bf = locate_batch(sensors_m, T, temperature_c=temperature_c, source_up_m=source_up_m, robust=False)
+        okb = np.all(np.isfinite(bf.position_m), axis=1) & np.isfinite(bf.t_emit_s)
+        where[okb, :3] = bf.position_m[okb]
+        where[okb, 3] = bf.t_emit_s[okb]
     sets = [tuple(int(i) for i in row if i >= 0) for row in rows]
     cost = EVENT_COST if event_cost is None else event_cost
     llr = evidence(weights_)
