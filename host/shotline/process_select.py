@@ -118,6 +118,11 @@ def timing_evidence(residual_s, tolerance_s):
             - 0.5 * (r / TIMING_SIGMA_S) ** 2)
 
 
+def exact_fit_evidence(tolerance_s):
+    """Timing evidence of the three arrivals that fix a source (they fit it exactly): subtracted from every value."""
+    return 3 * math.log(2 * tolerance_s / (math.sqrt(2 * math.pi) * TIMING_SIGMA_S))
+
+
 def _consistent_triples(times_s, by_sensor, sensors_m, c_m_s, tolerance_s, block=64):
     """All (i, j, k) trigger triples on three sensors that physics allows together.
 
@@ -203,7 +208,7 @@ def candidate_sets(times_s, sensor_idx, sensors_m, weights_, c_m_s, *, tolerance
             out_m[ok, s] = order[near[ok, j[ok]]]
             out_v[ok, s] = g[ok]
     value = np.where(members >= 0, value, 0.0)
-    exact = 3 * math.log(2 * tolerance_s / (math.sqrt(2 * math.pi) * TIMING_SIGMA_S))   # 3 fit exactly
+    exact = exact_fit_evidence(tolerance_s)
     # Every subset that keeps the triple: a member may belong to another event.
     in_triple = np.zeros(members.shape, dtype=bool)
     tri_sensors = sensor_idx[triples[np.nonzero(valid)[0]]]
@@ -340,7 +345,7 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
     sets = [tuple(int(i) for i in row if i >= 0) for row in rows]
     cost = EVENT_COST if event_cost is None else event_cost
     llr = evidence(weights_)
-    exact = 3 * math.log(2 * tolerance_s / (math.sqrt(2 * math.pi) * TIMING_SIGMA_S))
+    exact = exact_fit_evidence(tolerance_s)
     located = {}        # candidate -> (fix, used members) or None; its value then comes from the fix
 
     def located_value(members, residuals_s):
