@@ -391,3 +391,45 @@ def test_recall_and_onset_error_on_pittsburgh_subset(pittsburgh_tests):
     assert s["recall"] >= 0.95, s["misses"]
     assert 0.0 <= s["median_error_us"] <= 1600  # our onset is ~1.1 ms after their arrival
     assert s["median_abs_error_after_bias_us"] <= 600
+
+
+# ---- bit-exactness: the C output pinned, so an optimisation cannot change it -------
+
+def _integer_scene(rate, seed):
+    """int16 signal from integers only (no float maths that may round differently
+    elsewhere): uniform noise, then decaying pulses up to clipping, a burst, silence."""
+    rng = np.random.default_rng(seed)
+    n = 3 * rate
+    x = rng.integers(-300, 301, n, dtype=np.int64)
+    x[n // 2:n // 2 + rate // 4] = 0                       # digital silence
+    for k, (at, amp) in enumerate(((0.3, 4000), (0.9, 40000), (1.0, 30000), (2.2, 1500), (2.6, 90000))):
+        i = int(at * rate)
+        m = np.arange(rate // 20, dtype=np.int64)
+        pulse = (amp * (1 - 2 * (m >= rate // 2000))) >> (m // max(1, rate // 4000))
+        x[i:i + len(m)] += pulse if k % 2 else -pulse
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+# sha256 of every raw field of every trigger, taken from the detector before its
+# M0+ speed-up (commit d8d6f86); the speed-up had to leave its output unchanged.
+_GOLDEN_SHA256 = "fbf2fa4b6dee74d5864f5958ad486cfb7964e756e0327d1e0b4ea8689baf7723"
+
+
+def _digest():
+    import hashlib
+
+    out = []
+    for rate in (8000, 12000, 16000, 48000):
+        for seed in (1, 2):
+            det = ImpulseDetector(rate)
+            x = _integer_scene(rate, seed)
+            cuts = [0, 1, 255, 256, 4096 + 3, len(x) // 2, len(x)]
+            for a, b in zip(cuts, cuts[1:]):
+                out += [sorted(t.items()) for t in det.process_raw(x[a:b])]
+    return hashlib.sha256(json.dumps(out).encode()).hexdigest(), len(out)
+
+
+def test_c_output_is_bit_exact_with_the_pinned_detector():
+    digest, n = _digest()
+    assert n >= 20                                           # the scenes do trigger
+    assert digest == _GOLDEN_SHA256
