@@ -478,3 +478,20 @@ def test_association_kernels_compile_warning_free(source):
     done = subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wdouble-promotion",
                            "-Werror", "-fsyntax-only", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_window_lets_only_pending_deferred_and_masked_triggers_join():
+    # One shot on every sensor; the anchor's others get each trigger state in turn.
+    assoc = Associator(**options())
+    for t in sorted(arrivals((40.0, -30.0, 0.0), T0), key=lambda t: t.time_utc_s):
+        assoc.push(t)
+    used = assoc._n - assoc._base
+    assert used == len(SENSORS)
+    assoc._state[:used] = [0, 0, 1, 2, 3, 4, 0, 2, 3, 4, 1, 0]        # pending, in event, unexplained, ...
+    for i in (0, 3):
+        want = reference_window(assoc, i)
+        window, others, counts = assoc._window(i)
+        assert np.array_equal(window, want[0]) and np.array_equal(others, want[1])
+        assert counts.tolist() == want[2]
+        assert set(assoc._state[others].tolist()) <= {0, 3, 4}          # never in an event nor reported
+        assert {2, 3, 4} <= set(assoc._state[window].tolist())

@@ -68,7 +68,6 @@ from shotline.timeutil import format_utc
 # A masked trigger (see Associator._masked) may only join an event found without it.
 _PENDING, _IN_EVENT, _UNEXPLAINED, _DEFERRED, _MASKED = 0, 1, 2, 3, 4
 _ANCHOR, _FINAL = 0, 1
-_JOINABLE = np.array([True, False, False, True, True])     # by state: may join a new event
 
 
 def _row_norms(d):

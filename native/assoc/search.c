@@ -322,7 +322,8 @@ int assoc_window(int used, const double *t_s, const double *tmax_s, const int8_t
         if (!(fabs(t_s[j] - t0) <= reach_s[k]) || state[j] == ASSOC_IN_EVENT)
             continue;
         window[nw++] = j;
-        if (k == k0)
+        int joinable = state[j] == ASSOC_PENDING || state[j] == ASSOC_DEFERRED || state[j] == ASSOC_MASKED;
+        if (k == k0 || !joinable)
             continue;
         others[no++] = j;
         if (!flag[k]) {

@@ -34,6 +34,8 @@ int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const doub
 /* Trigger states (as shotline.associate's): a pending, deferred or masked trigger may join an event. */
 #define ASSOC_PENDING 0
 #define ASSOC_IN_EVENT 1
+#define ASSOC_UNEXPLAINED 2
+#define ASSOC_DEFERRED 3
 #define ASSOC_MASKED 4
 
 /* The window of anchor slot i in the associator's trigger buffer (`used` slots): the
