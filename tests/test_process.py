@@ -183,6 +183,30 @@ def test_direct_sound_evidence_without_levels_is_neutral_not_nan():
     assert np.all(np.isfinite(w)) and w[0] > w[1] and w[3] > w[2]
 
 
+def test_direct_sound_evidence_matches_a_direct_computation_on_random_triggers():
+    """The windowed maxima (searchsorted) against the definition: every earlier trigger within ECHO_WINDOW_S."""
+    from shotline.process_select import DIRECT_COEF, DIRECT_INTERCEPT, ECHO_WINDOW_S, weights
+
+    rng = np.random.default_rng(11)
+    n = 400
+    times = T0 + np.round(rng.uniform(0, 30, n), 2)                 # rounded: ties and shared windows
+    which = rng.integers(0, 4, n)
+    levels = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-60, 0, n))
+    sta_lta = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(0.5, 50, n))
+    expected = np.empty(n)
+    for i in range(n):
+        same = which == which[i]
+        known = np.where(same & np.isfinite(levels), levels, -np.inf)
+        earlier = same & ((times < times[i]) | ((times == times[i]) & (np.arange(n) < i)))
+        recent = earlier & (times >= times[i] - ECHO_WINDOW_S)
+        above = levels[i] - known[recent].max() if recent.any() else 20.0
+        below = levels[i] - known.max()
+        x = (math.log(max(1.0 if np.isnan(sta_lta[i]) else sta_lta[i], 1.0)),
+             np.clip(0.0 if np.isnan(above) else above, -20, 20), np.clip(0.0 if np.isnan(below) else below, -30, 0))
+        expected[i] = 1 / (1 + math.exp(-(DIRECT_INTERCEPT + sum(c * v for c, v in zip(DIRECT_COEF, x)))))
+    np.testing.assert_allclose(weights(times, which, levels, sta_lta), expected, rtol=1e-12)
+
+
 def test_select_takes_the_best_disjoint_sets_not_the_best_single_one():
     from shotline.process_select import select
 

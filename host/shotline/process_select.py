@@ -90,11 +90,10 @@ def weights(times_s, sensor_idx, levels_db, sta_lta):
         idx = np.flatnonzero(sensor_idx == s)
         idx = idx[np.argsort(times_s[idx], kind="stable")]
         below_max[idx] = levels[idx] - known[idx].max()
-        for n, i in enumerate(idx):
-            before = idx[:n]
-            recent = before[times_s[before] >= times_s[i] - ECHO_WINDOW_S]
-            if len(recent):
-                above_prev[i] = levels[i] - known[recent].max()
+        ts = times_s[idx]
+        start = np.searchsorted(ts, ts - ECHO_WINDOW_S)        # first trigger within the window before each
+        for n in np.flatnonzero(start < np.arange(len(idx))):
+            above_prev[idx[n]] = levels[idx[n]] - known[idx[start[n]:n]].max()
     # An unknown level or STA/LTA (NaN) counts as neutral: no louder trigger, the loudest, no onset.
     with np.errstate(invalid="ignore"):
         x = (np.log(np.maximum(np.nan_to_num(np.asarray(sta_lta, dtype=float), nan=1.0), 1.0)),
