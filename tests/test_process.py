@@ -229,6 +229,20 @@ def test_offline_association_finds_each_shot_and_leaves_the_echoes():
         assert len(members) == 4 and direct[list(members)].all()
 
 
+def test_offline_association_warns_when_the_selection_does_not_settle(monkeypatch, caplog):
+    from shotline import process_select
+
+    sensors, times, which, w, direct = _scene(np.random.default_rng(7))
+    kw = dict(c_m_s=C, temperature_c=5.0, tolerance_s=0.03, min_sensors=4, source_up_m=0.0, max_range_m=1500.0)
+    with caplog.at_level("WARNING", logger="shotline.process_select"):
+        assert len(process_select.associate_offline(times + T0, which, sensors, w, **kw)) == 3
+    assert not caplog.records
+    monkeypatch.setattr(process_select, "MAX_ROUNDS", 1)       # the first selection, located, not re-checked
+    with caplog.at_level("WARNING", logger="shotline.process_select"):
+        process_select.associate_offline(times + T0, which, sensors, w, **kw)
+    assert "did not settle in 1 rounds" in caplog.text
+
+
 def test_burst_support_goes_to_disjoint_events_near_a_strong_one_outside_its_echoes():
     from shotline.process_select import BURST_BONUS, BURST_RADIUS_M, ECHO_WINDOW_S, burst_support
 

@@ -40,6 +40,7 @@ Events found otherwise (the streaming associator's) can compete as given
 candidates with a head start (``given``, ``given_bonus``).
 """
 import itertools
+import logging
 import math
 
 import numpy as np
@@ -72,6 +73,8 @@ BURST_RADIUS_M = 25.0
 BURST_WINDOW_S = 10.0
 BURST_BONUS = 8.0
 MAX_ROUNDS = 20           # select, locate the chosen, re-value them, select again
+
+log = logging.getLogger(__name__)
 
 
 def weights(times_s, sensor_idx, levels_db, sta_lta):
@@ -384,6 +387,11 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
             sets[k] = tuple(int(i) for i in used)
             where[k] = [*fix.position_m, fix.t_emit_s]
             value[k] = located_value(used, np.asarray(fix.residuals_s)[fix.used])
+    else:
+        failed = sum(located.get(k) is None for k in chosen)
+        log.warning("event selection did not settle in %d rounds: keeping the last one as it stands "
+                    "(%d of its %d events failed to locate, their triggers not reselected)",
+                    MAX_ROUNDS, failed, len(chosen))
     out = [located[k] for k in chosen if located.get(k) is not None]
     out.sort(key=lambda fm: fm[0].t_emit_s)
     return out
