@@ -26,8 +26,7 @@ from shotline.locate import CHI2_TAIL, DEFAULT_PRIOR_DOF, GATE_SIGMAS, Fix, elli
 try:
     from shotline._assoc import ffi, lib
 except ImportError as exc:    # pragma: no cover - depends on the build
-    raise ImportError("the association kernels shotline._assoc are not built: run `pip install -e .` "
-                      "(or `python native/assoc/build_ffi.py`)") from exc
+    raise ImportError("the association kernels shotline._assoc are not built: run `pip install -e .`") from exc
 
 MIN_ARRIVALS = 5       # locate() returns the all-arrival fit of a consistent set this large as it is
 _chi2_limits = {}

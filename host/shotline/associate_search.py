@@ -36,8 +36,7 @@ import numpy as np
 try:
     from shotline._assoc import ffi, lib
 except ImportError as exc:    # pragma: no cover - depends on the build
-    raise ImportError("the association search shotline._assoc is not built: run `pip install -e .` "
-                      "(or `python native/assoc/build_ffi.py`)") from exc
+    raise ImportError("the association search shotline._assoc is not built: run `pip install -e .`") from exc
 
 
 _scratch = threading.local()     # the kernel's work buffers, grown as needed, one set per thread

@@ -1,11 +1,10 @@
 """cffi API-mode build of the association kernels (source search, least-squares fix): ``shotline._assoc``.
 
-Named in setup.py's ``cffi_modules``; also runnable directly
-(``python native/assoc/build_ffi.py``) to compile in place for development.
+Named in setup.py's ``cffi_modules`` (``pip install -e .`` builds ``shotline/_assoc.abi3.so``);
+also runnable directly (``python native/assoc/build_ffi.py``) to check that it compiles, into
+``native/build/cffi_assoc`` (never into the package, where it would shadow the installed build).
 """
-import os
 import re
-import shutil
 from pathlib import Path
 
 from cffi import FFI
@@ -34,8 +33,4 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    tmp = HERE.parent.parent / "build" / "cffi_assoc"
-    built = Path(ffibuilder.compile(tmpdir=str(tmp), verbose=False))   # shotline/_assoc.*.so
-    target = HERE.parent.parent / "host" / "shotline" / built.name
-    shutil.copy(built, target.with_suffix(".new"))
-    os.replace(target.with_suffix(".new"), target)     # a new file: a running process keeps the old one
+    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi_assoc"), verbose=False)
