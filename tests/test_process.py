@@ -215,6 +215,41 @@ def test_select_takes_the_best_disjoint_sets_not_the_best_single_one():
     assert select([3.0, 1.0, 1.0, 0.5], sets) == [0, 3]
 
 
+def _failed_milp(*args, **kwargs):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(x=None, message="solver gave up")
+
+
+def test_select_raises_a_selection_error_when_the_solver_fails(monkeypatch):
+    from shotline import process_select
+
+    monkeypatch.setattr(process_select, "milp", _failed_milp)
+    with pytest.raises(process_select.SelectionError, match="solver gave up"):
+        process_select.select([3.0, 2.0], [(0, 1, 2, 3), (0, 4, 5, 6)])
+
+
+def test_process_command_reports_a_failed_selection_in_one_line_and_exits_1(monkeypatch, tmp_path, capsys):
+    from shotline import process, process_select
+    from shotline.associate import Trigger
+
+    sensors, times, which, w, direct = _scene(np.random.default_rng(7))
+    names = ["A", "B", "C", "D"]
+    triggers = [Trigger(names[s], sensors[s], T0 + t, level_db=-10.0 if d else -20.0,
+                        features={"sta_lta": 40.0 if d else 3.0}) for t, s, d in zip(times, which, direct)]
+    recordings = []
+    for name, p in zip(names, sensors):
+        (tmp_path / f"{name}.flac").write_bytes(b"")
+        recordings.append({"sensor": name, "path": f"{name}.flac", "start_utc": format_utc(T0),
+                           "position_m": p.tolist()})
+    (tmp_path / "m.json").write_text(json.dumps({"temperature_c": 5.0, "recordings": recordings}))
+    monkeypatch.setattr(process, "detect_triggers", lambda manifest, **kw: sorted(triggers, key=lambda t: t.time_utc_s))
+    monkeypatch.setattr(process_select, "milp", _failed_milp)
+    code, records, err = run_cli(["process", str(tmp_path / "m.json")], capsys)
+    assert code == 1 and records == []
+    assert err == "shotline: event selection failed: solver gave up\n"
+
+
 def test_offline_association_finds_each_shot_and_leaves_the_echoes():
     from shotline.process_select import associate_offline
 

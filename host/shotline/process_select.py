@@ -77,6 +77,10 @@ MAX_ROUNDS = 20           # select, locate the chosen, re-value them, select aga
 log = logging.getLogger(__name__)
 
 
+class SelectionError(RuntimeError):
+    """The integer program choosing the events failed (a solver failure, not bad input)."""
+
+
 def weights(times_s, sensor_idx, levels_db, sta_lta):
     """Direct-sound evidence per trigger (probability 0..1); arrays in any order.
 
@@ -286,7 +290,7 @@ def select(values, member_sets):
         res = milp(-values[keep[cols_g]], constraints=LinearConstraint(A_g, 0, 1),
                    integrality=np.ones(len(cols_g)), bounds=Bounds(0, 1))
         if res.x is None:
-            raise RuntimeError(f"event selection failed: {res.message}")
+            raise SelectionError(f"event selection failed: {res.message}")
         chosen += [int(keep[cols_g[j]]) for j in np.flatnonzero(res.x > 0.5)]
     return sorted(chosen)
 

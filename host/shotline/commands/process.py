@@ -5,7 +5,7 @@ emission time), then one ``{"unexplained": [...]}`` line.  The streaming
 associator's events compete with every offline candidate unless
 ``--streaming-only`` (see ``shotline.process``).
 """
-from shotline.cli import EXIT_OK, CommandError
+from shotline.cli import EXIT_FAIL, EXIT_OK, CommandError, warn
 from shotline.commands.associate import (add_association_arguments, association_options,
                                          print_event, print_unexplained)
 
@@ -20,6 +20,7 @@ def add_arguments(parser):
 
 def run(args):
     from shotline.process import ManifestError, load_manifest, process
+    from shotline.process_select import SelectionError
 
     try:
         manifest = load_manifest(args.manifest)
@@ -29,6 +30,9 @@ def run(args):
         raise CommandError(str(exc)) from None
     except ValueError as exc:   # unreadable audio, bad options
         raise CommandError(str(exc)) from None
+    except SelectionError as exc:   # the solver, not the input: no events printed
+        warn(str(exc))
+        return EXIT_FAIL
     for event in result.events:
         print_event(event, args, manifest.frame)
     print_unexplained(result.unexplained, args, manifest.frame)
