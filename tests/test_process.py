@@ -250,6 +250,15 @@ def test_process_command_reports_a_failed_selection_in_one_line_and_exits_1(monk
     assert err == "shotline: event selection failed: solver gave up\n"
 
 
+def test_reselection_names_a_trigger_sensor_missing_from_the_network():
+    from shotline.associate import Trigger
+    from shotline.process import reselect_events
+
+    triggers = [Trigger("A", (0.0, 0.0, 0.0), T0), Trigger("E", (50.0, 0.0, 0.0), T0 + 0.1)]
+    with pytest.raises(ValueError, match="sensor 'E'"):
+        reselect_events(triggers, (), {"sensors": {"A": (0.0, 0.0, 0.0), "B": (100.0, 0.0, 0.0)}})
+
+
 def test_offline_association_finds_each_shot_and_leaves_the_echoes():
     from shotline.process_select import associate_offline
 

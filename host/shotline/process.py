@@ -196,6 +196,9 @@ def reselect_events(triggers, stream_events, options, min_sensors=4):
     sensors = options["sensors"]
     names = sorted(sensors)
     index = {name: k for k, name in enumerate(names)}
+    unknown = sorted({t.sensor for t in triggers} - set(index))
+    if unknown:
+        raise ValueError(f"trigger from sensor {unknown[0]!r} not in the sensor network")
     sensors_m = np.array([Trigger(n, sensors[n], 0.0).position_m for n in names])
     times = np.array([t.time_utc_s for t in triggers])
     which = np.array([index[t.sensor] for t in triggers])
