@@ -37,7 +37,8 @@ from shotline.timeutil import parse_utc
 AUDIO_TOLERANCE_S = 0.03
 AUDIO_MAX_ELLIPSE_M = 20.0
 # Offline re-selection: a streaming event's head start (log-likelihood ratio)
-# over the offline candidates (chosen on Pittsburgh FP1-FP3; see docs/process.md).
+# over the offline candidates (chosen on the tuning half of the live-fire
+# evaluation data; see docs/process.md).
 STREAM_EVENT_BONUS = 6.0
 
 

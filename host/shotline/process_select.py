@@ -51,8 +51,9 @@ from scipy.sparse.csgraph import connected_components
 from shotline.locate import locate, locate_batch, minimal_solutions
 
 # Evidence (direct sound vs reverberation): a logistic model of three detector
-# features, fitted on ShotSpotter's per-shot pulse selection of Pittsburgh 2018
-# FP1-FP3 against our other triggers (3,672 triggers, AUC 0.96): ln(STA/LTA);
+# features, fitted on the tuning half of the live-fire evaluation data
+# (docs/process.md: the reference's per-shot pulse selection against our other
+# triggers): ln(STA/LTA);
 # level above the loudest trigger on the sensor in the ECHO_WINDOW_S before
 # (clipped to +-20 dB; +20 without one); level below the sensor's loudest
 # trigger of the record (clipped to -30..0 dB).
