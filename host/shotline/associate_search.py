@@ -46,14 +46,27 @@ def _doubles(a):
     return ffi.from_buffer("double[]", a)
 
 
-def _work(n):
-    """Work buffers for ``n`` candidates (search.h: ASSOC_WORK_DOUBLES, ASSOC_WORK_INTS)."""
-    h = n * max(n - 1, 0)         # hypotheses at most
-    need = 5 * h + 8 * n + 8
-    if getattr(_scratch, "n_doubles", -1) < need:
-        _scratch.n_doubles = need
-        _scratch.work = ffi.new("double[]", need)
-        _scratch.iwork = ffi.new("int[]", 4 * h + 4 * n + 8)
+def _near_rows(p0, pos, sensor, near_sensors):
+    """At least how many candidates are on the ``near_sensors`` nearest sensors (search.c
+    ranks sensors by their first candidate's horizontal distance; ties and rounding count in)."""
+    labels, first = np.unique(sensor, return_index=True)
+    if len(labels) <= near_sensors:
+        return len(sensor)
+    d = np.hypot(pos[first, 0] - p0[0], pos[first, 1] - p0[1])
+    cut = np.partition(d, near_sensors - 1)[near_sensors - 1]
+    return int(np.count_nonzero(np.isin(sensor, labels[d <= cut * (1.0 + 1e-9) + 1e-9])))
+
+
+def _work(n, m):
+    """Work buffers for ``n`` candidates, ``m`` on the nearest sensors (search.h: ASSOC_WORK_*)."""
+    h = m * max(m - 1, 0)         # hypotheses at most
+    need_d, need_i = 5 * h + 8 * n + 8, 4 * h + 4 * n + 8
+    if getattr(_scratch, "n_doubles", -1) < need_d:
+        _scratch.n_doubles = need_d
+        _scratch.work = ffi.new("double[]", need_d)
+    if getattr(_scratch, "n_ints", -1) < need_i:
+        _scratch.n_ints = need_i
+        _scratch.iwork = ffi.new("int[]", need_i)
     return _scratch.work, _scratch.iwork
 
 
@@ -77,13 +90,16 @@ def best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_
     pos = np.ascontiguousarray(pos_m, dtype=float).reshape(n, 3)
     sensor = np.ascontiguousarray(sensor_of, dtype=np.int64)
     level = np.full(n, np.nan) if level_db is None else np.ascontiguousarray(level_db, dtype=float)
-    work, iwork = _work(n)
+    m = _near_rows(p0, pos, sensor, int(near_sensors))
+    work, iwork = _work(n, m)
     out_p = np.empty((n_best, 3))
     out_t = np.empty(n_best)
     out_r = np.empty((n_best, n))
     found = lib.assoc_best_sources(
         _doubles(p0), n, _doubles(dt), _doubles(pos), ffi.from_buffer("int64_t[]", sensor), _doubles(level),
         float(c_m_s), float(tolerance_s), float(max_range_m), float(source_up_m), int(min_count),
-        int(near_sensors), int(score_sensors), int(shortlist), int(n_best), float(distinct_m),
+        int(near_sensors), int(score_sensors), int(shortlist), int(n_best), float(distinct_m), m,
         work, iwork, _doubles(out_p), _doubles(out_t), _doubles(out_r))
+    if found < 0:
+        raise RuntimeError("assoc_best_sources: more candidates on the nearest sensors than sized for")
     return [(out_p[k], float(out_t[k]), out_r[k]) for k in range(found)]

@@ -162,16 +162,13 @@ int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const doub
                        const int64_t *sensor, const double *level_db, double c_m_s,
                        double tolerance_s, double max_range_m, double source_up_m, int min_count,
                        int near_sensors, int score_sensors, int shortlist, int n_best,
-                       double distinct_m, double *work, int *iwork, double *out_p_m, double *out_t_s,
-                       double *out_resid_s)
+                       double distinct_m, int work_rows, double *work, int *iwork, double *out_p_m,
+                       double *out_t_s, double *out_resid_s)
 {
     if (n < 2)
         return 0;
-    int hmax = n * (n - 1);
     double *rel = work, *lvl = rel + 3 * n, *gdist = lvl + n, *best = gdist + n, *loudest = best + n;
-    double *hx = loudest + n, *hy = hx + hmax, *ht = hy + hmax, *loud = ht + hmax, *sse = loud + hmax;
     int *group = iwork, *first = group + n, *rank = first + n, *byd = rank + n;
-    int *count = byd + n, *order = count + hmax;
 
     /* Anchor above the origin; the source plane is z = 0. */
     double z0 = p0_m[2] - source_up_m;
@@ -218,6 +215,14 @@ int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const doub
     }
 
     /* Hypotheses from the anchor and every pair of rows on two of the nearest sensors. */
+    int m = 0;
+    for (int j = 0; j < n; j++)
+        m += rank[group[j]] < near_sensors;
+    if (m > work_rows)
+        return -1;
+    int hmax = m * (m - 1);
+    double *hx = loudest + n, *hy = hx + hmax, *ht = hy + hmax, *loud = ht + hmax, *sse = loud + hmax;
+    int *count = byd + n, *order = count + hmax;
     int nh = 0;
     for (int a = 0; a < n; a++) {
         if (rank[group[a]] >= near_sensors)

@@ -13,23 +13,26 @@
 
 #include <stdint.h>
 
-/* Scratch sizes for n candidates: hypotheses at most n * (n - 1). */
-#define ASSOC_WORK_DOUBLES(n) (5 * (n) * ((n) > 0 ? (n) - 1 : 0) + 8 * (n) + 8)
-#define ASSOC_WORK_INTS(n) (4 * (n) * ((n) > 0 ? (n) - 1 : 0) + 4 * (n) + 8)
+/* Scratch sizes for n candidates, m of them on the near_sensors nearest sensors (an upper
+ * bound will do): hypotheses at most m * (m - 1). */
+#define ASSOC_WORK_DOUBLES(n, m) (5 * (m) * ((m) > 0 ? (m) - 1 : 0) + 8 * (n) + 8)
+#define ASSOC_WORK_INTS(n, m) (4 * (m) * ((m) > 0 ? (m) - 1 : 0) + 4 * (n) + 8)
 
 /* p0_m[3]: anchor sensor; dt_s[n]: candidate time minus anchor time; pos_m[3n]:
  * candidate sensors (rows x, y, z); sensor[n]: integer sensor labels; level_db[n]
  * (NaN = unknown, counts as 0).  Writes up to n_best hypotheses, best first and
  * at least distinct_m apart, each explaining >= min_count sensors: out_p_m[3 *
  * n_best] (source, caller frame), out_t_s[n_best] (emission time relative to the
- * anchor), out_resid_s[n_best * n] (residual of every candidate).  Returns how
- * many were written. */
+ * anchor), out_resid_s[n_best * n] (residual of every candidate).  work and iwork
+ * hold ASSOC_WORK_DOUBLES(n, work_rows) and ASSOC_WORK_INTS(n, work_rows).  Returns how
+ * many were written, or -1 (nothing done) when more than work_rows candidates are on
+ * the near_sensors nearest sensors. */
 int assoc_best_sources(const double *p0_m, int n, const double *dt_s, const double *pos_m,
                        const int64_t *sensor, const double *level_db, double c_m_s,
                        double tolerance_s, double max_range_m, double source_up_m, int min_count,
                        int near_sensors, int score_sensors, int shortlist, int n_best,
-                       double distinct_m, double *work, int *iwork, double *out_p_m, double *out_t_s,
-                       double *out_resid_s);
+                       double distinct_m, int work_rows, double *work, int *iwork, double *out_p_m,
+                       double *out_t_s, double *out_resid_s);
 
 /* Trigger states (as shotline.associate's): a pending, deferred or masked trigger may join an event. */
 #define ASSOC_PENDING 0
