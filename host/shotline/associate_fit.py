@@ -19,9 +19,8 @@ residuals, no speed estimate).
 import math
 
 import numpy as np
-from scipy.special import chdtri
 
-from shotline.locate import CHI2_TAIL, DEFAULT_PRIOR_DOF, GATE_SIGMAS, Fix, ellipse95, timing_sigma
+from shotline.locate import DEFAULT_PRIOR_DOF, GATE_SIGMAS, Fix, _chi2_limit, ellipse95, timing_sigma
 
 try:
     from shotline._assoc import ffi, lib
@@ -29,14 +28,6 @@ except ImportError as exc:    # pragma: no cover - depends on the build
     raise ImportError("the association kernels shotline._assoc are not built: run `pip install -e .`") from exc
 
 MIN_ARRIVALS = 5       # locate() returns the all-arrival fit of a consistent set this large as it is
-_chi2_limits = {}
-
-
-def _chi2_limit(dof):
-    limit = _chi2_limits.get(dof)
-    if limit is None:
-        limit = _chi2_limits[dof] = float(chdtri(dof, CHI2_TAIL))
-    return limit
 
 
 def _frozen(a, dtype=float):

@@ -768,6 +768,7 @@ def _make_fix(prob, valid, group, gate, mask, P, t0, c, sigma_given, prior, esti
                speed_of_sound_m_s=c, mode=prob.mode, message=message, timing_sigma_dof=dof)
 
 
+@functools.lru_cache(maxsize=256)
 def _chi2_limit(dof):
     """Upper CHI2_TAIL quantile of the chi-square distribution with ``dof`` degrees of freedom."""
     from scipy.special import chdtri
