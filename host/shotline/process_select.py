@@ -394,9 +394,9 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
             value[k] = located_value(used, np.asarray(fix.residuals_s)[fix.used])
     else:
         failed = sum(located.get(k) is None for k in chosen)
-        log.warning("event selection did not settle in %d rounds: keeping the last one as it stands "
-                    "(%d of its %d events failed to locate, their triggers not reselected)",
-                    MAX_ROUNDS, failed, len(chosen))
+        log.warning("event selection did not settle in %d rounds: kept the last one, %d events%s",
+                    MAX_ROUNDS, len(chosen) - failed,
+                    f" ({failed} more failed to locate; their triggers were not reselected)" if failed else "")
     out = [located[k] for k in chosen if located.get(k) is not None]
     out.sort(key=lambda fm: fm[0].t_emit_s)
     return out
