@@ -287,6 +287,25 @@ def test_offline_association_warns_when_the_selection_does_not_settle(monkeypatc
     assert "did not settle in 1 rounds" in caplog.text
 
 
+def test_offline_association_stops_when_the_burst_support_cycles(monkeypatch, caplog):
+    """Support that flips back and forth ends the rounds at once, with the better selection."""
+    from shotline import process_select
+
+    calls = []
+
+    def flipping(where, sets, chosen, strong, bonus):
+        calls.append(1)
+        return np.full(len(sets), 0.5 * (len(calls) % 2))
+
+    monkeypatch.setattr(process_select, "burst_support", flipping)
+    sensors, times, which, w, direct = _scene(np.random.default_rng(7))
+    kw = dict(c_m_s=C, temperature_c=5.0, tolerance_s=0.03, min_sensors=4, source_up_m=0.0, max_range_m=1500.0)
+    with caplog.at_level("WARNING", logger="shotline.process_select"):
+        found = process_select.associate_offline(times + T0, which, sensors, w, **kw)
+    assert not caplog.records and len(calls) == 2
+    assert len(found) == 3 and all(direct[list(members)].all() for _, members in found)
+
+
 def test_burst_support_goes_to_disjoint_events_near_a_strong_one_outside_its_echoes():
     from shotline.process_select import BURST_BONUS, BURST_RADIUS_M, ECHO_WINDOW_S, burst_support
 

@@ -367,10 +367,16 @@ def associate_offline(times_s, sensor_idx, sensors_m, weights_, *, c_m_s, temper
         where = np.vstack([where, [*fix.position_m, fix.t_emit_s]])
     value = np.concatenate([value, extra])
     bonus = np.zeros(len(value))
+    settled = {}        # (chosen, bonus) of each settled selection -> its objective
     for _ in range(MAX_ROUNDS):
         chosen = select(value + bonus - cost, sets)
         fresh = [k for k in chosen if k not in located]
         if not fresh:
+            state = (tuple(sorted(chosen)), bonus.tobytes())
+            if state in settled:        # the support cycles: keep the best selection of the cycle
+                chosen = list(max(settled, key=settled.get)[0])
+                break
+            settled[state] = float(sum(value[k] + bonus[k] - cost for k in chosen))
             strong = [k for k in chosen if value[k] > cost]      # events that stand on their own
             support = burst_support(where, sets, chosen, strong, BURST_BONUS if burst_bonus is None else burst_bonus)
             if np.array_equal(support, bonus):
