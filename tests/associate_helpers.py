@@ -35,17 +35,7 @@ def _score(P, t_emit, rel, dt, sensor_of, level, c_m_s, tolerance_s):
 def reference_best_sources(p0_m, dt_s, pos_m, sensor_of, c_m_s, *, tolerance_s, max_range_m, source_up_m,
                  level_db=None, min_count=2, near_sensors=7, score_sensors=12, shortlist=24, n_best=4,
                  distinct_m=10.0):
-    """Best sources for an anchor and its candidates, best first.
-
-    ``p0_m``: anchor sensor ``(3,)`` metres; ``dt_s``: ``(N,)`` candidate
-    times minus the anchor time (s); ``pos_m``: ``(N, 3)`` candidate sensor
-    positions; ``sensor_of``: ``(N,)`` integer sensor labels;
-    ``source_up_m``: height of the source plane (same frame); ``level_db``:
-    ``(N,)`` trigger levels (NaN unknown), louder sets win ties.  Returns up to
-    ``n_best`` hypotheses at least ``distinct_m`` apart that explain at least
-    ``min_count`` candidate sensors (besides the anchor), each
-    ``(source_m (3,), t_emit_s relative to the anchor, residual_s (N,))``.
-    """
+    """The NumPy code the C search replaced: ``associate_search.best_sources``'s reference."""
     origin = np.array([p0_m[0], p0_m[1], source_up_m], dtype=float)
     p0 = np.asarray(p0_m, dtype=float) - origin         # anchor above the origin, source plane z=0
     dt = np.asarray(dt_s, dtype=float)
